@@ -1,0 +1,262 @@
+package blob
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// FileStore keeps each blob as a file under Root/objects; writers stream to
+// Root/tmp and commit with fsync, rename and a directory fsync, so that a
+// committed blob survives a crash or power loss and an uncommitted one
+// never appears under its key.
+type FileStore struct {
+	root string
+	tmp  string
+	objs string
+
+	mu    sync.Mutex
+	made  map[string]bool // directories known to exist
+	noDir bool            // the filesystem rejects directory fsync
+}
+
+// NewFileStore opens (creating if needed) a file store rooted at dir.
+func NewFileStore(dir string) (*FileStore, error) {
+	s := &FileStore{
+		root: dir,
+		tmp:  filepath.Join(dir, "tmp"),
+		objs: filepath.Join(dir, "objects"),
+		made: map[string]bool{},
+	}
+	for _, d := range []string{s.tmp, s.objs} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("blob: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// path maps a key to a file, refusing keys that would escape the store.
+func (s *FileStore) path(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || strings.ContainsRune(key, 0) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == "" || part == "." || part == ".." {
+			return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		}
+	}
+	return filepath.Join(s.objs, filepath.FromSlash(key)), nil
+}
+
+// Create implements Store.
+func (s *FileStore) Create(ctx context.Context) (Writer, error) {
+	f, err := os.CreateTemp(s.tmp, "w-*")
+	if err != nil {
+		return nil, fmt.Errorf("blob: create: %w", err)
+	}
+	return &fileWriter{s: s, f: f}, nil
+}
+
+// Open implements Store.
+func (s *FileStore) Open(ctx context.Context, key string) (Reader, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+		}
+		return nil, fmt.Errorf("blob: open: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob: stat: %w", err)
+	}
+	return &fileReader{File: f, size: st.Size()}, nil
+}
+
+// Stat implements Store.
+func (s *FileStore) Stat(ctx context.Context, key string) (int64, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return 0, fmt.Errorf("%w: %s", ErrNotFound, key)
+		}
+		return 0, fmt.Errorf("blob: stat: %w", err)
+	}
+	return st.Size(), nil
+}
+
+// Delete implements Store.
+func (s *FileStore) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("blob: delete: %w", err)
+	}
+	return nil
+}
+
+// CleanTemp implements Store.
+func (s *FileStore) CleanTemp(ctx context.Context) (int, error) {
+	n := 0
+	err := filepath.WalkDir(s.tmp, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("blob: clean temp: %w", err)
+	}
+	return n, nil
+}
+
+// Ping implements Store: it creates and removes a temporary file.
+func (s *FileStore) Ping(ctx context.Context) error {
+	f, err := os.CreateTemp(s.tmp, "ping-*")
+	if err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// mkdirDurable creates dir and its parents and fsyncs each new directory's
+// parent so the new entries survive a crash.
+func (s *FileStore) mkdirDurable(dir string) error {
+	s.mu.Lock()
+	known := s.made[dir]
+	s.mu.Unlock()
+	if known {
+		return nil
+	}
+	var missing []string
+	for d := dir; d != s.objs && len(d) > len(s.objs); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := s.syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.made[dir] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *FileStore) syncDir(dir string) error {
+	if s.noDir {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		// Some filesystems refuse fsync on a directory; rename is still
+		// atomic there and there is nothing more we can do.
+		if pe, ok := err.(*os.PathError); ok && pe.Err != nil && strings.Contains(pe.Err.Error(), "invalid argument") {
+			s.noDir = true
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+type fileWriter struct {
+	s    *FileStore
+	f    *os.File
+	n    int64
+	done bool
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *fileWriter) Written() int64 { return w.n }
+
+func (w *fileWriter) Commit(ctx context.Context, key string) error {
+	if w.done {
+		return fmt.Errorf("blob: commit after commit or abort")
+	}
+	dst, err := w.s.path(key)
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		w.Abort()
+		return fmt.Errorf("blob: fsync: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		w.Abort()
+		return fmt.Errorf("blob: close: %w", err)
+	}
+	dir := filepath.Dir(dst)
+	if err := w.s.mkdirDurable(dir); err != nil {
+		os.Remove(w.f.Name())
+		w.done = true
+		return fmt.Errorf("blob: mkdir: %w", err)
+	}
+	if err := os.Rename(w.f.Name(), dst); err != nil {
+		os.Remove(w.f.Name())
+		w.done = true
+		return fmt.Errorf("blob: rename: %w", err)
+	}
+	w.done = true
+	if err := w.s.syncDir(dir); err != nil {
+		return fmt.Errorf("blob: fsync dir: %w", err)
+	}
+	return nil
+}
+
+func (w *fileWriter) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	if err := os.Remove(w.f.Name()); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("blob: abort: %w", err)
+	}
+	return nil
+}
+
+type fileReader struct {
+	*os.File
+	size int64
+}
+
+func (r *fileReader) Size() int64 { return r.size }

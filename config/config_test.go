@@ -1,0 +1,137 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != ":8080" || cfg.DICOM.Addr != ":11112" || cfg.DICOM.AE != "IMAGINGHUB" ||
+		cfg.HL7.Addr != ":2575" || cfg.NATS.Listen != "127.0.0.1:4223" || cfg.Data.Dir != "./data" ||
+		cfg.Study.StableAfter != time.Minute {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+// The environment variable names are a contract with deployments.
+func TestContractEnvNames(t *testing.T) {
+	have := map[string]bool{}
+	for _, n := range EnvNames() {
+		have[n] = true
+	}
+	for _, n := range []string{
+		"IMAGINGHUB_DATA_DIR", "IMAGINGHUB_HTTP_ADDR", "IMAGINGHUB_DICOM_ADDR", "IMAGINGHUB_DICOM_AE",
+		"IMAGINGHUB_HL7_ADDR", "IMAGINGHUB_NATS_URL", "IMAGINGHUB_NATS_LISTEN", "IMAGINGHUB_DATABASE_URL",
+		"IMAGINGHUB_REDIS_URL", "IMAGINGHUB_STUDY_STABLE_AFTER",
+	} {
+		if !have[n] {
+			t.Errorf("missing %s", n)
+		}
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hub.yaml")
+	os.WriteFile(path, []byte("http:\n  addr: 127.0.0.1:9000\ndicom:\n  ae: FILEAE\n  allowed_calling_aes: [CT1, MR1@10.0.0.5]\nstudy:\n  stable_after: 90s\n"), 0o600)
+	cfg, err := Load(path, []string{"IMAGINGHUB_DICOM_AE=ENVAE", "IMAGINGHUB_TEST_NATS_URL=ignored", "PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:9000" || cfg.DICOM.AE != "ENVAE" || cfg.Study.StableAfter != 90*time.Second {
+		t.Fatalf("got %+v", cfg)
+	}
+	if strings.Join(cfg.DICOM.AllowedCallingAEs, ",") != "CT1,MR1@10.0.0.5" {
+		t.Fatalf("allowed AEs %q", cfg.DICOM.AllowedCallingAEs)
+	}
+	cfg, err = Load(path, []string{"IMAGINGHUB_DICOM_ALLOWED_CALLING_AES=A, B"})
+	if err != nil || strings.Join(cfg.DICOM.AllowedCallingAEs, ",") != "A,B" {
+		t.Fatalf("env list: %q %v", cfg.DICOM.AllowedCallingAEs, err)
+	}
+}
+
+func TestBadConfigNamesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	write := func(s string) string {
+		n++
+		p := filepath.Join(dir, fmt.Sprintf("c%d.yaml", n))
+		os.WriteFile(p, []byte(s), 0o600)
+		return p
+	}
+	cases := []struct {
+		name, file string
+		env        []string
+		want       string
+	}{
+		{"unknown env", "", []string{"IMAGINGHUB_HTTP_ADR=:1"}, "IMAGINGHUB_HTTP_ADR"},
+		{"unknown yaml key", write("http:\n  adr: :1\n"), nil, "adr"},
+		{"unknown yaml section", write("htp:\n  addr: :1\n"), nil, "htp"},
+		{"bad database url", "", []string{"IMAGINGHUB_DATABASE_URL=mysql://x/y"}, "IMAGINGHUB_DATABASE_URL"},
+		{"bad redis url", "", []string{"IMAGINGHUB_REDIS_URL=http://x"}, "IMAGINGHUB_REDIS_URL"},
+		{"bad nats url", "", []string{"IMAGINGHUB_NATS_URL=::nope"}, "IMAGINGHUB_NATS_URL"},
+		{"bad addr", "", []string{"IMAGINGHUB_DICOM_ADDR=11112"}, "IMAGINGHUB_DICOM_ADDR"},
+		{"bad duration", "", []string{"IMAGINGHUB_STUDY_STABLE_AFTER=soon"}, "IMAGINGHUB_STUDY_STABLE_AFTER"},
+		{"bad AE", "", []string{"IMAGINGHUB_DICOM_AE=THIS_AE_IS_TOO_LONG"}, "IMAGINGHUB_DICOM_AE"},
+		{"bad policy", "", []string{"IMAGINGHUB_DICOM_DUPLICATE_POLICY=maybe"}, "IMAGINGHUB_DICOM_DUPLICATE_POLICY"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.file, tc.env)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q should be one line naming %s", err, tc.want)
+			}
+		})
+	}
+	_, err := Load("", []string{"IMAGINGHUB_DATABASE_URL=mysql://x/y"})
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "database.url" {
+		t.Fatalf("want *Error for database.url, got %v", err)
+	}
+}
+
+func TestRedactedHidesPasswords(t *testing.T) {
+	cfg, err := Load("", []string{
+		"IMAGINGHUB_DATABASE_URL=postgres://hub:s3cret@db:5432/hub?sslmode=disable",
+		"IMAGINGHUB_REDIS_URL=redis://:r3dis@cache:6379/0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.Redacted().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	if strings.Contains(s, "s3cret") || strings.Contains(s, "r3dis") {
+		t.Fatalf("secret printed:\n%s", s)
+	}
+	if !strings.Contains(s, "postgres://hub:xxxxx@db:5432/hub") || !strings.Contains(s, "stable_after: 1m0s") {
+		t.Fatalf("unexpected rendering:\n%s", s)
+	}
+	if cfg.Database.URL != "postgres://hub:s3cret@db:5432/hub?sslmode=disable" {
+		t.Fatal("Redacted changed the original")
+	}
+	// The printed configuration loads back to the same values.
+	p := filepath.Join(t.TempDir(), "printed.yaml")
+	plain, _ := cfg.YAML()
+	os.WriteFile(p, plain, 0o600)
+	again, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Database.URL != cfg.Database.URL || again.Study.StableAfter != cfg.Study.StableAfter {
+		t.Fatalf("round trip: %+v", again)
+	}
+}
