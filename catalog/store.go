@@ -1,0 +1,310 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// StoreInstance files one received instance in a single transaction: it
+// inserts or updates the patient (matched on PatientID and
+// IssuerOfPatientID), the study and the series, inserts the instance,
+// updates NumberOfSeriesRelatedInstances, NumberOfStudyRelatedSeries,
+// NumberOfStudyRelatedInstances and ModalitiesInStudy, and appends the
+// outbox messages. When it returns nil the change is durable, so the
+// caller may answer C-STORE with Success (PS3.4 §B.2.3).
+//
+// When the SOP Instance UID is already stored, policy decides (see
+// DuplicatePolicy); outbox messages are written only if something changed.
+//
+// Concurrent calls for the same study are serialized on the study row, so
+// counts are exact and the first insert of a patient, study or series by
+// several associations at once succeeds for all of them.
+func (c *Catalog) StoreInstance(ctx context.Context, rec InstanceRecord, policy DuplicatePolicy, outbox ...OutboxMessage) (StoreResult, error) {
+	if err := validateRecord(&rec); err != nil {
+		return StoreResult{}, err
+	}
+	if err := validateOutbox(outbox); err != nil {
+		return StoreResult{}, err
+	}
+	if policy < KeepFirst || policy > Reject {
+		return StoreResult{}, fmt.Errorf("%w: DuplicatePolicy %d", ErrInvalid, policy)
+	}
+	var res StoreResult
+	err := c.InTx(ctx, func(tx *Tx) error {
+		res = StoreResult{}
+		r, err := tx.storeInstance(ctx, &rec, policy)
+		if err != nil {
+			return err
+		}
+		res = r
+		if res.Duplicate && policy != Replace {
+			// Roll back the patient and study updates made on the way:
+			// a kept duplicate changes nothing.
+			return errKeepDuplicate
+		}
+		tx.AppendOutbox(outbox...)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errKeepDuplicate):
+		if policy == Reject {
+			return res, fmt.Errorf("%w: %s", ErrDuplicate, rec.Instance.SOPInstanceUID)
+		}
+		return res, nil
+	case err != nil:
+		return StoreResult{}, fmt.Errorf("catalog: store instance: %w", err)
+	}
+	return res, nil
+}
+
+// errKeepDuplicate rolls back the transaction of a duplicate that is kept.
+var errKeepDuplicate = errors.New("duplicate kept")
+
+func validateRecord(rec *InstanceRecord) error {
+	var missing []string
+	if rec.Study.StudyInstanceUID == "" {
+		missing = append(missing, "StudyInstanceUID")
+	}
+	if rec.Series.SeriesInstanceUID == "" {
+		missing = append(missing, "SeriesInstanceUID")
+	}
+	if rec.Instance.SOPInstanceUID == "" {
+		missing = append(missing, "SOPInstanceUID")
+	}
+	if rec.Instance.BlobKey == "" {
+		missing = append(missing, "BlobKey")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: instance record without %s", ErrInvalid, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// fillEmpty builds "col = CASE WHEN t.col = '' THEN excluded.col ELSE
+// t.col END" for each column: attributes first received empty are filled
+// in by later instances, but a value once stored is not overwritten by a
+// different one (reconciliation, not ingest, corrects demographics).
+func fillEmpty(table string, cols ...string) string {
+	parts := make([]string, len(cols))
+	for i, col := range cols {
+		parts[i] = fmt.Sprintf("%[2]s = CASE WHEN %[1]s.%[2]s = '' THEN excluded.%[2]s ELSE %[1]s.%[2]s END", table, col)
+	}
+	return strings.Join(parts, ", ")
+}
+
+var (
+	upsertPatientSQL = `INSERT INTO patients
+ (patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
+ VALUES (?, ?, ?, ?, ?, ?, ?)
+ ON CONFLICT (patient_id, issuer_of_patient_id) WHERE patient_id <> '' DO UPDATE SET ` +
+		fillEmpty("patients", "patient_name", "patient_birth_date", "patient_sex") + `
+ RETURNING id`
+
+	insertAnonPatientSQL = `INSERT INTO patients
+ (patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
+ VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`
+
+	// The DO UPDATE always writes last_received, so the statement takes
+	// the study's row lock even when the study exists; every later step
+	// of the transaction runs while holding it.
+	upsertStudySQL = `INSERT INTO studies
+ (study_instance_uid, patient_ref, study_date, study_time, accession_number, issuer_of_accession_number,
+  referring_physician_name, study_description, study_id, created_at, updated_at, last_received)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ ON CONFLICT (study_instance_uid) DO UPDATE SET last_received = excluded.last_received, ` +
+		fillEmpty("studies", "study_date", "study_time", "accession_number", "issuer_of_accession_number",
+			"referring_physician_name", "study_description", "study_id") + `
+ RETURNING id, patient_ref, number_of_study_related_instances`
+
+	upsertSeriesSQL = `INSERT INTO series
+ (series_instance_uid, study_ref, modality, series_number, series_description, body_part_examined,
+  laterality, series_date, series_time, station_name, institution_name, created_at, updated_at)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ ON CONFLICT (series_instance_uid) DO UPDATE SET
+  series_number = CASE WHEN series.series_number = 0 THEN excluded.series_number ELSE series.series_number END, ` +
+		fillEmpty("series", "modality", "series_description", "body_part_examined", "laterality",
+			"series_date", "series_time", "station_name", "institution_name") + `
+ RETURNING id, study_ref, number_of_series_related_instances`
+)
+
+func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy DuplicatePolicy) (StoreResult, error) {
+	var res StoreResult
+	now := time.Now()
+	nowArg := tx.Time(now)
+	received := rec.Instance.ReceivedAt
+	if received.IsZero() {
+		received = now
+	}
+	p, st, se, in := &rec.Patient, &rec.Study, &rec.Series, &rec.Instance
+
+	// Patient. An empty Patient ID matches no one: such a study gets a
+	// patient row of its own (or keeps the one it has).
+	var patientRef int64
+	if p.PatientID != "" {
+		err := tx.QueryRowContext(ctx, upsertPatientSQL, p.PatientID, p.IssuerOfPatientID, p.PatientName,
+			p.PatientBirthDate, p.PatientSex, nowArg, nowArg).Scan(&patientRef)
+		if err != nil {
+			return res, fmt.Errorf("upsert patient: %w", tx.c.d.wrap(err))
+		}
+	} else {
+		err := tx.QueryRowContext(ctx, `SELECT patient_ref FROM studies WHERE study_instance_uid = ?`,
+			st.StudyInstanceUID).Scan(&patientRef)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = tx.QueryRowContext(ctx, insertAnonPatientSQL, "", "", p.PatientName,
+				p.PatientBirthDate, p.PatientSex, nowArg, nowArg).Scan(&patientRef)
+		}
+		if err != nil {
+			return res, fmt.Errorf("patient without Patient ID: %w", tx.c.d.wrap(err))
+		}
+	}
+
+	// Study (takes the study row lock).
+	var studyRef, studyPatientRef int64
+	var studyInstances int
+	err := tx.QueryRowContext(ctx, upsertStudySQL, st.StudyInstanceUID, patientRef, st.StudyDate, st.StudyTime,
+		st.AccessionNumber, st.IssuerOfAccessionNumber, st.ReferringPhysicianName, st.StudyDescription,
+		st.StudyID, nowArg, nowArg, tx.Time(received)).Scan(&studyRef, &studyPatientRef, &studyInstances)
+	if err != nil {
+		return res, fmt.Errorf("upsert study: %w", tx.c.d.wrap(err))
+	}
+	if studyPatientRef != patientRef && p.PatientID == "" {
+		// Another transaction created the study first with its own
+		// anonymous patient; drop ours.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM patients WHERE id = ?`, patientRef); err != nil {
+			return res, fmt.Errorf("drop unused patient: %w", err)
+		}
+	}
+	res.NewStudy = studyInstances == 0
+
+	// Series.
+	var seriesRef, seriesStudyRef int64
+	var seriesInstances int
+	err = tx.QueryRowContext(ctx, upsertSeriesSQL, se.SeriesInstanceUID, studyRef, se.Modality, se.SeriesNumber,
+		se.SeriesDescription, se.BodyPartExamined, se.Laterality, se.SeriesDate, se.SeriesTime, se.StationName,
+		se.InstitutionName, nowArg, nowArg).Scan(&seriesRef, &seriesStudyRef, &seriesInstances)
+	if err != nil {
+		return res, fmt.Errorf("upsert series: %w", tx.c.d.wrap(err))
+	}
+	if seriesStudyRef != studyRef {
+		// A Series Instance UID belongs to one study (PS3.3 §C.7.3.1);
+		// filing it under a second one would corrupt both.
+		return res, fmt.Errorf("%w: series %s already filed under another study", ErrConflict, se.SeriesInstanceUID)
+	}
+	res.NewSeries = seriesInstances == 0
+
+	// Instance. ON CONFLICT DO NOTHING: a concurrent first store of the
+	// same SOP Instance UID in another study must not fail with a
+	// unique violation.
+	var instanceRef int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO instances
+ (sop_instance_uid, series_ref, sop_class_uid, instance_number, transfer_syntax_uid, number_of_frames,
+  "rows", "columns", blob_key, size_bytes, calling_ae, received_at)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ ON CONFLICT (sop_instance_uid) DO NOTHING
+ RETURNING id`,
+		in.SOPInstanceUID, seriesRef, in.SOPClassUID, in.InstanceNumber, in.TransferSyntaxUID, in.NumberOfFrames,
+		in.Rows, in.Columns, in.BlobKey, in.SizeBytes, in.CallingAE, tx.Time(received)).Scan(&instanceRef)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tx.duplicate(ctx, rec, policy, seriesRef, received)
+	}
+	if err != nil {
+		return res, fmt.Errorf("insert instance: %w", tx.c.d.wrap(err))
+	}
+
+	// Counts. The study row lock is held, so these read-modify-writes see
+	// every committed instance of the study and no concurrent one.
+	if _, err := tx.ExecContext(ctx, `UPDATE series SET number_of_series_related_instances = number_of_series_related_instances + 1,
+ updated_at = ? WHERE id = ?`, nowArg, seriesRef); err != nil {
+		return res, fmt.Errorf("count series instances: %w", err)
+	}
+	if err := tx.refreshStudy(ctx, studyRef, 1, nowArg); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// refreshStudy adds delta to NumberOfStudyRelatedInstances and recomputes
+// NumberOfStudyRelatedSeries and ModalitiesInStudy from the series rows.
+func (tx *Tx) refreshStudy(ctx context.Context, studyRef int64, delta int, nowArg any) error {
+	rows, err := tx.QueryContext(ctx, `SELECT modality FROM series WHERE study_ref = ? AND number_of_series_related_instances > 0`, studyRef)
+	if err != nil {
+		return fmt.Errorf("read study series: %w", err)
+	}
+	var modalities []string
+	nSeries := 0
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			rows.Close()
+			return fmt.Errorf("read study series: %w", tx.c.d.wrap(err))
+		}
+		nSeries++
+		if m != "" {
+			modalities = append(modalities, m)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("read study series: %w", tx.c.d.wrap(err))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read study series: %w", tx.c.d.wrap(err))
+	}
+	slices.Sort(modalities)
+	modalities = slices.Compact(modalities)
+	_, err = tx.ExecContext(ctx, `UPDATE studies SET number_of_study_related_instances = number_of_study_related_instances + ?,
+ number_of_study_related_series = ?, modalities_in_study = ?, updated_at = ? WHERE id = ?`,
+		delta, nSeries, joinMultiValue(modalities), nowArg, studyRef)
+	if err != nil {
+		return fmt.Errorf("update study counts: %w", err)
+	}
+	return nil
+}
+
+// joinMultiValue joins values with the DICOM value delimiter "\"
+// (PS3.5 §6.4), as ModalitiesInStudy (CS, VM 1-n) is encoded.
+func joinMultiValue(vs []string) string { return strings.Join(vs, `\`) }
+
+func splitMultiValue(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, `\`)
+}
+
+// duplicate handles a SOP Instance UID that is already stored.
+func (tx *Tx) duplicate(ctx context.Context, rec *InstanceRecord, policy DuplicatePolicy, seriesRef int64, received time.Time) (StoreResult, error) {
+	res := StoreResult{Duplicate: true}
+	var oldSeriesRef int64
+	err := tx.QueryRowContext(ctx, `SELECT series_ref, blob_key FROM instances WHERE sop_instance_uid = ?`+tx.c.d.forUpdate,
+		rec.Instance.SOPInstanceUID).Scan(&oldSeriesRef, &res.ExistingBlobKey)
+	if err != nil {
+		return res, fmt.Errorf("read duplicate instance: %w", tx.c.d.wrap(err))
+	}
+	if policy != Replace {
+		if res.ExistingBlobKey != rec.Instance.BlobKey {
+			res.UnusedBlobKey = rec.Instance.BlobKey
+		}
+		return res, nil
+	}
+	if oldSeriesRef != seriesRef {
+		return res, fmt.Errorf("%w: %s", ErrConflict, rec.Instance.SOPInstanceUID)
+	}
+	in := &rec.Instance
+	_, err = tx.ExecContext(ctx, `UPDATE instances SET sop_class_uid = ?, instance_number = ?, transfer_syntax_uid = ?,
+ number_of_frames = ?, "rows" = ?, "columns" = ?, blob_key = ?, size_bytes = ?, calling_ae = ?, received_at = ?
+ WHERE sop_instance_uid = ?`,
+		in.SOPClassUID, in.InstanceNumber, in.TransferSyntaxUID, in.NumberOfFrames, in.Rows, in.Columns,
+		in.BlobKey, in.SizeBytes, in.CallingAE, tx.Time(received), in.SOPInstanceUID)
+	if err != nil {
+		return res, fmt.Errorf("replace instance: %w", err)
+	}
+	if res.ExistingBlobKey != in.BlobKey {
+		res.UnusedBlobKey = res.ExistingBlobKey
+	}
+	return res, nil
+}

@@ -1,0 +1,135 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// maxTxAttempts bounds how often InTx runs a function whose transaction
+// PostgreSQL aborted for a deadlock or serialization failure.
+const maxTxAttempts = 5
+
+// Tx is a catalog write transaction, given to the function passed to
+// InTx. Its SQL methods take "?" placeholders on every backend. A Tx must
+// not be used after that function returns.
+type Tx struct {
+	c      *Catalog
+	tx     *sql.Tx
+	outbox []OutboxMessage
+}
+
+// Backend names the database: "sqlite" or "postgres", for the rare
+// statement that must differ.
+func (tx *Tx) Backend() string { return tx.c.d.name }
+
+// ExecContext runs a statement in the transaction.
+func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r, err := tx.tx.ExecContext(ctx, tx.c.d.rebind(query), args...)
+	return r, tx.c.d.wrap(err)
+}
+
+// QueryContext runs a query in the transaction.
+func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	r, err := tx.tx.QueryContext(ctx, tx.c.d.rebind(query), args...)
+	return r, tx.c.d.wrap(err)
+}
+
+// QueryRowContext runs a query expected to return at most one row.
+func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, tx.c.d.rebind(query), args...)
+}
+
+// Time encodes t for a timestamp column of this backend.
+func (tx *Tx) Time(t time.Time) any { return tx.c.d.timeArg(t) }
+
+// AppendOutbox queues messages to be inserted into the outbox just before
+// the transaction commits; they are committed with it or not at all.
+func (tx *Tx) AppendOutbox(msgs ...OutboxMessage) {
+	tx.outbox = append(tx.outbox, msgs...)
+}
+
+func validateOutbox(msgs []OutboxMessage) error {
+	for i, m := range msgs {
+		if m.EventID == "" || m.Subject == "" {
+			return fmt.Errorf("%w: outbox message %d needs EventID and Subject", ErrInvalid, i)
+		}
+	}
+	return nil
+}
+
+// InTx runs fn in a write transaction and commits if fn returns nil,
+// together with the outbox rows fn appended. If fn returns an error or
+// panics, everything is rolled back and no outbox row is written.
+//
+// On PostgreSQL a transaction aborted by a deadlock or serialization
+// failure is run again, so fn may be called more than once and must not
+// have effects outside tx. On SQLite transactions are serialized (BEGIN
+// IMMEDIATE on the single writer connection): fn must not call other
+// Catalog write methods, which would wait for the connection fn holds.
+func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+		err = c.inTxOnce(ctx, fn)
+		if err == nil || !c.d.retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		c.log.DebugContext(ctx, "catalog transaction retried", "attempt", attempt, "err", err)
+		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+	}
+	return err
+}
+
+func (c *Catalog) inTxOnce(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	sqlTx, err := c.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog: begin: %w", c.d.wrap(err))
+	}
+	tx := &Tx{c: c, tx: sqlTx}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = sqlTx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			if rbErr := sqlTx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+				c.log.WarnContext(ctx, "catalog rollback failed", "err", rbErr)
+			}
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.flushOutbox(ctx); err != nil {
+		return err
+	}
+	if err = sqlTx.Commit(); err != nil {
+		return fmt.Errorf("catalog: commit: %w", c.d.wrap(err))
+	}
+	return nil
+}
+
+func (tx *Tx) flushOutbox(ctx context.Context) error {
+	if len(tx.outbox) == 0 {
+		return nil
+	}
+	if err := validateOutbox(tx.outbox); err != nil {
+		return err
+	}
+	now := tx.Time(time.Now())
+	for _, m := range tx.outbox {
+		payload := m.Payload
+		if payload == nil {
+			payload = []byte{} // NOT NULL column; an empty payload is allowed
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO outbox (event_id, subject, payload, created_at) VALUES (?, ?, ?, ?)`,
+			m.EventID, m.Subject, payload, now); err != nil {
+			return fmt.Errorf("catalog: append outbox: %w", err)
+		}
+	}
+	tx.outbox = nil
+	return nil
+}
