@@ -1,0 +1,505 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultBackOff is the redelivery delay after the 1st, 2nd, … failed
+// delivery; the last value repeats.
+var DefaultBackOff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute}
+
+// ConsumerSpec describes a durable pull consumer. Zero fields take defaults.
+type ConsumerSpec struct {
+	// Name is the durable consumer name, also the last token of its
+	// dead-letter subject ihdlq.<Name>. Required; no '.', '*', '>' or
+	// whitespace.
+	Name        string
+	Description string
+	// Stream is the base name of the stream to consume; default
+	// EventsStream.
+	Stream string
+	// FilterSubjects are unprefixed subjects or event types
+	// ("ih.dicom.study.stable", "ih.order.>"); empty means the whole stream.
+	FilterSubjects []string
+	// MaxDeliver is how many times a message is handed to the handler
+	// before it is dead-lettered; default 5.
+	MaxDeliver int
+	// BackOff holds the delay before redelivery after the n-th failure,
+	// the last value repeating; default DefaultBackOff.
+	BackOff []time.Duration
+	// AckWait is how long the server waits for an ack before redelivering;
+	// default 30s. A handler that runs longer is kept alive with
+	// "in progress" signals, so AckWait only matters if the process dies.
+	AckWait time.Duration
+	// MaxAckPending bounds unacknowledged messages across all instances of
+	// this consumer; default 1000.
+	MaxAckPending int
+	// Concurrency is how many handlers run at once in this process;
+	// default 1.
+	Concurrency int
+	// DeliverPolicy applies when the consumer is first created; default
+	// all messages in the stream.
+	DeliverPolicy jetstream.DeliverPolicy
+	// DrainTimeout bounds how long Stop waits for running handlers before
+	// cancelling their context; default AckWait.
+	DrainTimeout time.Duration
+}
+
+// Delivery describes one delivery of a message to a handler.
+type Delivery struct {
+	Consumer string
+	Stream   string
+	// Subject is the full subject the message was published to.
+	Subject string
+	Header  nats.Header
+	Data    []byte
+	// StreamSeq and ConsumerSeq are the message's sequence in the stream
+	// and the delivery's sequence in the consumer.
+	StreamSeq, ConsumerSeq uint64
+	// NumDelivered counts deliveries of this message, 1 on the first.
+	NumDelivered uint64
+	// Timestamp is when the message was stored.
+	Timestamp time.Time
+	// Replay reports that an operator replayed this message from the
+	// dead-letter stream.
+	Replay bool
+}
+
+// Handler processes one event. A nil error acknowledges it; an error
+// schedules a redelivery after the spec's back-off, until MaxDeliver is
+// reached and the event is dead-lettered; a Permanent error dead-letters at
+// once. Handlers must be idempotent: delivery is at least once.
+type Handler func(ctx context.Context, e Event, d Delivery) error
+
+// RawHandler is Handler for streams whose payload is not an envelope.
+type RawHandler func(ctx context.Context, d Delivery) error
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as one no retry can fix (a malformed payload, a
+// reference that will never resolve): the consumer dead-letters the event
+// at once. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err or an error it wraps came from Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Consumer runs a handler over a durable pull consumer until its context
+// ends or Stop is called.
+type Consumer struct {
+	bus     *Bus
+	spec    ConsumerSpec
+	stream  string
+	handle  func(ctx context.Context, msg jetstream.Msg, d Delivery) error
+	log     *slog.Logger
+	cons    jetstream.Consumer
+	stopCh  chan struct{}
+	stopOne sync.Once
+	done    chan struct{}
+}
+
+// Consume creates or updates the durable consumer spec.Name and runs h over
+// it in the background. Envelopes that fail to decode are dead-lettered
+// without calling h.
+func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) (*Consumer, error) {
+	if h == nil {
+		return nil, errors.New("events: Consume needs a handler")
+	}
+	return b.consume(ctx, spec, func(ctx context.Context, msg jetstream.Msg, d Delivery) error {
+		e, err := Unmarshal(d.Data)
+		if err != nil {
+			return Permanent(err)
+		}
+		return h(ctx, e, d)
+	})
+}
+
+// ConsumeRaw is Consume for non-envelope payloads.
+func (b *Bus) ConsumeRaw(ctx context.Context, spec ConsumerSpec, h RawHandler) (*Consumer, error) {
+	if h == nil {
+		return nil, errors.New("events: ConsumeRaw needs a handler")
+	}
+	return b.consume(ctx, spec, func(ctx context.Context, _ jetstream.Msg, d Delivery) error {
+		return h(ctx, d)
+	})
+}
+
+func (b *Bus) consume(ctx context.Context, spec ConsumerSpec, handle func(context.Context, jetstream.Msg, Delivery) error) (*Consumer, error) {
+	if err := validToken(spec.Name); err != nil {
+		return nil, fmt.Errorf("events: consumer name: %w", err)
+	}
+	if spec.Stream == "" {
+		spec.Stream = EventsStream
+	}
+	if spec.MaxDeliver <= 0 {
+		spec.MaxDeliver = 5
+	}
+	if len(spec.BackOff) == 0 {
+		spec.BackOff = DefaultBackOff
+	}
+	if spec.AckWait <= 0 {
+		spec.AckWait = 30 * time.Second
+	}
+	if spec.MaxAckPending <= 0 {
+		spec.MaxAckPending = 1000
+	}
+	if spec.Concurrency <= 0 {
+		spec.Concurrency = 1
+	}
+	if spec.DrainTimeout <= 0 {
+		spec.DrainTimeout = spec.AckWait
+	}
+	c := &Consumer{
+		bus:    b,
+		spec:   spec,
+		stream: b.StreamName(spec.Stream),
+		handle: handle,
+		log:    b.log.With("consumer", spec.Name),
+		stopCh: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.stopOne.Do(func() { close(c.stopCh) })
+		case <-c.done:
+		}
+	}()
+	go c.run()
+	return c, nil
+}
+
+// ensure creates or updates the durable consumer.
+func (c *Consumer) ensure(ctx context.Context) error {
+	filters := make([]string, len(c.spec.FilterSubjects))
+	for i, f := range c.spec.FilterSubjects {
+		filters[i] = c.bus.Subject(f)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:        c.spec.Name,
+		Description:    c.spec.Description,
+		DeliverPolicy:  c.spec.DeliverPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.spec.AckWait,
+		MaxAckPending:  c.spec.MaxAckPending,
+		FilterSubjects: filters,
+		// The server never gives up on a message: the helper counts
+		// deliveries and dead-letters the message itself, so that one whose
+		// handler crashed the process on its last delivery still reaches
+		// the dead-letter stream instead of silently stopping.
+		MaxDeliver: -1,
+	}
+	if len(filters) == 1 {
+		cfg.FilterSubject, cfg.FilterSubjects = filters[0], nil
+	}
+	cons, err := c.bus.js.CreateOrUpdateConsumer(ctx, c.stream, cfg)
+	if err != nil {
+		return fmt.Errorf("events: consumer %s on %s: %w", c.spec.Name, c.stream, err)
+	}
+	c.cons = cons
+	return nil
+}
+
+// Stop stops fetching, waits for running handlers to finish (at most
+// DrainTimeout, then their context is cancelled) and returns.
+func (c *Consumer) Stop() {
+	c.stopOne.Do(func() { close(c.stopCh) })
+	<-c.done
+}
+
+// Done is closed when the consumer has stopped.
+func (c *Consumer) Done() <-chan struct{} { return c.done }
+
+// Info returns the server's view of the consumer.
+func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	return c.cons.Info(ctx)
+}
+
+func (c *Consumer) stopping() bool {
+	select {
+	case <-c.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Consumer) run() {
+	defer close(c.done)
+	// Handlers get a context that outlives Stop, so in-flight work can
+	// finish; it is cancelled only when draining takes too long.
+	hctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.spec.Concurrency)
+
+	for attempt := 0; !c.stopping(); attempt++ {
+		iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.spec.Concurrency))
+		if err != nil {
+			c.log.Warn("consumer cannot pull; retrying", "err", err)
+			c.pause(retryDelay(attempt))
+			continue
+		}
+		watched := make(chan struct{})
+		go func() {
+			select {
+			case <-c.stopCh:
+				iter.Drain()
+			case <-watched:
+			}
+		}()
+		fatal := c.pull(iter, hctx, &wg, sem)
+		close(watched)
+		iter.Stop()
+		if fatal != nil || c.stopping() {
+			break
+		}
+		// The iterator ended without Stop: the consumer was deleted or the
+		// server restarted without its state. Recreate and go on.
+		c.pause(retryDelay(attempt))
+		ectx, ecancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
+		if err := c.ensure(ectx); err != nil {
+			c.log.Warn("consumer cannot be recreated; retrying", "err", err)
+		}
+		ecancel()
+	}
+
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(c.spec.DrainTimeout):
+		c.log.Warn("handlers still running after drain timeout; cancelling them")
+		cancel()
+		<-finished
+	}
+}
+
+// pull hands messages to handlers until the iterator ends. It returns a
+// non-nil error when the consumer cannot go on (connection closed).
+func (c *Consumer) pull(iter jetstream.MessagesContext, hctx context.Context, wg *sync.WaitGroup, sem chan struct{}) error {
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
+				return err
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			c.log.Warn("consumer pull", "err", err)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c.process(hctx, msg)
+		}()
+	}
+}
+
+func (c *Consumer) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.stopCh:
+	}
+}
+
+// process runs the handler on one message and settles it: ack, delayed
+// nak, or dead letter.
+func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message; nothing to settle.
+		c.log.Warn("message without JetStream metadata", "err", err)
+		return
+	}
+	d := Delivery{
+		Consumer:     c.spec.Name,
+		Stream:       meta.Stream,
+		Subject:      msg.Subject(),
+		Header:       msg.Headers(),
+		Data:         msg.Data(),
+		StreamSeq:    meta.Sequence.Stream,
+		ConsumerSeq:  meta.Sequence.Consumer,
+		NumDelivered: meta.NumDelivered,
+		Timestamp:    meta.Timestamp,
+	}
+	if target := d.Header.Get(HeaderReplayConsumer); target != "" {
+		if target != c.spec.Name {
+			// A replay meant for another consumer on the same subject.
+			c.settle(msg.Ack())
+			return
+		}
+		d.Replay = true
+	}
+	if d.NumDelivered > uint64(c.spec.MaxDeliver) {
+		// The previous delivery was the last allowed one and never
+		// settled: the process died or hung past AckWait.
+		c.deadLetter(msg, d, fmt.Errorf("events: no ack after %d deliveries (handler crashed or exceeded AckWait)", c.spec.MaxDeliver))
+		return
+	}
+
+	start := time.Now()
+	herr := c.run1(ctx, msg, d)
+	c.bus.metrics.observe(c.spec.Name, time.Since(start))
+
+	switch {
+	case herr == nil:
+		actx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
+		err := msg.DoubleAck(actx)
+		cancel()
+		c.settle(err)
+		if err == nil {
+			c.bus.metrics.processed(c.spec.Name)
+		}
+	case IsPermanent(herr) || d.NumDelivered >= uint64(c.spec.MaxDeliver):
+		c.deadLetter(msg, d, herr)
+	default:
+		delay := c.backOff(d.NumDelivered)
+		c.log.Warn("handler failed; will redeliver", "subject", d.Subject, "stream_seq", d.StreamSeq,
+			"delivery", d.NumDelivered, "delay", delay, "err", herr)
+		c.settle(msg.NakWithDelay(delay))
+		c.bus.metrics.retried(c.spec.Name)
+	}
+}
+
+// run1 calls the handler, turning a panic into an error and keeping the
+// message alive with "in progress" signals while the handler runs.
+func (c *Consumer) run1(ctx context.Context, msg jetstream.Msg, d Delivery) (err error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(c.spec.AckWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("events: handler panic: %v", r)
+		}
+	}()
+	return c.handle(ctx, msg, d)
+}
+
+func (c *Consumer) backOff(delivered uint64) time.Duration {
+	i := int(delivered) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(c.spec.BackOff) {
+		i = len(c.spec.BackOff) - 1
+	}
+	return c.spec.BackOff[i]
+}
+
+func (c *Consumer) settle(err error) {
+	if err != nil {
+		// The server redelivers after AckWait; handlers are idempotent.
+		c.log.Warn("cannot settle message", "err", err)
+	}
+}
+
+// deadLetter copies the message to ihdlq.<consumer> and terminates the
+// original. If the copy cannot be stored the original is redelivered later
+// instead: a message is never dropped.
+func (c *Consumer) deadLetter(msg jetstream.Msg, d Delivery, cause error) {
+	dl := nats.NewMsg(c.bus.Subject(deadLetterRoot + "." + c.spec.Name))
+	dl.Data = d.Data
+	for k, v := range d.Header {
+		if strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, dlqHeaderPrefix) || strings.HasPrefix(k, replayHeaderPrefix) {
+			continue
+		}
+		dl.Header[k] = v
+	}
+	errText := "unknown error"
+	if cause != nil {
+		errText = cause.Error()
+	}
+	dl.Header.Set(HeaderDLQSubject, d.Subject)
+	dl.Header.Set(HeaderDLQStream, d.Stream)
+	dl.Header.Set(HeaderDLQStreamSeq, fmt.Sprint(d.StreamSeq))
+	dl.Header.Set(HeaderDLQConsumer, c.spec.Name)
+	dl.Header.Set(HeaderDLQError, headerSafe(errText))
+	dl.Header.Set(HeaderDLQDeliveries, fmt.Sprint(d.NumDelivered))
+	dl.Header.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	if id := d.Header.Get(nats.MsgIdHdr); id != "" {
+		dl.Header.Set(HeaderDLQMsgID, id)
+	}
+	// Keyed by consumer, stream and sequence, so a dead letter written
+	// twice (ack of the original lost) is stored once.
+	id := fmt.Sprintf("dlq:%s:%s:%d", c.spec.Name, d.Stream, d.StreamSeq)
+	pctx, cancel := context.WithTimeout(context.Background(), 2*c.bus.opts.PublishTimeout)
+	_, err := c.bus.publishMsg(pctx, dl, id)
+	cancel()
+	if err != nil {
+		c.log.Error("cannot dead-letter; will redeliver", "subject", d.Subject, "stream_seq", d.StreamSeq, "err", err)
+		c.settle(msg.NakWithDelay(c.backOff(d.NumDelivered)))
+		return
+	}
+	c.log.Warn("dead-lettered", "subject", d.Subject, "stream_seq", d.StreamSeq, "deliveries", d.NumDelivered, "err", errText)
+	c.settle(msg.TermWithReason("dead-lettered"))
+	c.bus.metrics.deadLettered(c.spec.Name)
+}
+
+// headerSafe keeps an error text to one header line of bounded length.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	const max = 1024
+	if len(s) > max {
+		s = s[:max]
+	}
+	return s
+}
+
+// validToken checks a name used as a NATS subject token and durable name.
+func validToken(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if strings.ContainsAny(s, ".*> \t\r\n/\\") {
+		return fmt.Errorf("%q contains '.', '*', '>', '/', '\\' or whitespace", s)
+	}
+	return nil
+}
