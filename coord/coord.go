@@ -37,7 +37,7 @@ var (
 	// ErrClosed: the Coordinator was closed.
 	ErrClosed = errors.New("coord: coordinator closed")
 	// ErrInvalid: an argument is out of range (empty key, ttl under 1 ms, ...).
-	ErrInvalid = errors.New("coord: invalid argument")
+	ErrInvalid = driver.ErrInvalid
 )
 
 // DefaultClaimLimit is the number of timers ClaimDue takes when limit <= 0.

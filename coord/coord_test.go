@@ -102,7 +102,7 @@ func TestOpenErrors(t *testing.T) {
 		{"unknown scheme", "memcached://user:" + secret + "@127.0.0.1:11211", coord.ErrInvalid, `"memcached"`},
 		{"no scheme", "localhost:6379", coord.ErrInvalid, "scheme"},
 		{"unparsable", "redis://user:" + secret + "@[::1", coord.ErrInvalid, "invalid URL"},
-		{"bad database", "redis://:" + secret + "@127.0.0.1:6379/notanumber", nil, "database"},
+		{"bad database", "redis://:" + secret + "@127.0.0.1:6379/notanumber", coord.ErrInvalid, "database"},
 		// Port 1 on loopback refuses at once: unreachable, not misconfigured.
 		{"unreachable", "redis://:" + secret + "@127.0.0.1:1/0?dial_timeout=2s&max_retries=-1", coord.ErrUnavailable, "127.0.0.1:1"},
 	}

@@ -19,6 +19,8 @@ var (
 	ErrLockLost = errors.New("coord: lock not held")
 	// ErrUnavailable wraps failures to reach the backing service.
 	ErrUnavailable = errors.New("coord: backend unavailable")
+	// ErrInvalid reports an argument or configuration out of range.
+	ErrInvalid = errors.New("coord: invalid argument")
 )
 
 // Timer is one keyed timer of a set, as returned by ClaimDue.

@@ -69,7 +69,7 @@ func OpenURL(ctx context.Context, rawURL string, opts Options) (*Driver, error) 
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return nil, fmt.Errorf("coord: redis URL: %v", err)
+		return nil, fmt.Errorf("rediscoord: URL: %v: %w", err, driver.ErrInvalid)
 	}
 	d := New(redis.NewClient(ro), opts)
 	d.ownClient = true
@@ -96,13 +96,13 @@ func wrap(ctx context.Context, op string, err error) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("coord: redis %s: %w", op, context.Cause(ctx))
+		return fmt.Errorf("rediscoord: %s: %w", op, context.Cause(ctx))
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) && !transient(err) {
-		return fmt.Errorf("coord: redis %s: %w", op, err)
+		return fmt.Errorf("rediscoord: %s: %w", op, err)
 	}
-	return fmt.Errorf("coord: redis %s: %w: %w", op, driver.ErrUnavailable, err)
+	return fmt.Errorf("rediscoord: %s: %w: %w", op, driver.ErrUnavailable, err)
 }
 
 func transient(err error) bool {
