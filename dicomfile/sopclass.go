@@ -178,9 +178,9 @@ var storageSOPClasses = map[string]string{
 	"1.2.840.10008.5.1.4.34.7":         "RT Beams Delivery Instruction Storage",
 	"1.2.840.10008.5.1.4.34.10":        "RT Brachy Application Setup Delivery Instruction Storage",
 	// Retired (PS3.4 Annex B of older editions), still sent by installed equipment.
-	"1.2.840.10008.5.1.4.1.1.3": "Ultrasound Multi-frame Image Storage Retired",
-	"1.2.840.10008.5.1.4.1.1.5": "Nuclear Medicine Image Storage Retired",
-	"1.2.840.10008.5.1.4.1.1.6": "Ultrasound Image Storage Retired",
+	"1.2.840.10008.5.1.4.1.1.3": "Ultrasound Multi-frame Image Storage",
+	"1.2.840.10008.5.1.4.1.1.5": "Nuclear Medicine Image Storage",
+	"1.2.840.10008.5.1.4.1.1.6": "Ultrasound Image Storage",
 }
 
 // StorageSOPClassName returns the name of a Storage SOP Class (PS3.4
