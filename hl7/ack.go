@@ -104,13 +104,20 @@ func NewACK(req *Message, code AckCode, opts *ACKOptions) ([]byte, error) {
 // Header of a *ParseError to reject (AR) a message whose MSH was only
 // partly readable. Empty header fields stay empty in the reply.
 func NewACKFromHeader(req Header, code AckCode, opts *ACKOptions) ([]byte, error) {
-	out, err := buildACK(req, req.CharacterSet, code, opts)
+	// The reply echoes the request's MSH-18 when that is a character set
+	// this package reads; a set it cannot read (the reason for a reject,
+	// perhaps) is not claimed, as the reply is not written in it.
+	charset := req.CharacterSet
+	if _, err := newDecoder(charset); err != nil {
+		charset = ""
+	}
+	out, err := buildACK(req, charset, code, opts)
 	if err != nil || isASCII(out) {
 		return out, err
 	}
 	// The reply carries non-ASCII text and is written in UTF-8: say so in
 	// MSH-18 unless the request already declared UTF-8.
-	switch req.CharacterSet {
+	switch charset {
 	case CharsetUTF8, charsetUTF8Alt:
 		return out, nil
 	}
@@ -181,7 +188,7 @@ func buildACK(req Header, charset string, code AckCode, opts *ACKOptions) ([]byt
 			loc := Field{}
 			if l.Segment != "" {
 				loc = Components(l.Segment, posText(max(l.SegmentRepetition, 1), true),
-					posText(l.Field, true), posText(l.FieldRepetition, l.Field > 0 && l.FieldRepetition > 0),
+					posText(l.Field, true), posText(max(l.FieldRepetition, 1), l.Field > 0),
 					posText(l.Component, true), posText(l.SubComponent, true))
 			}
 			sev := e.Severity
