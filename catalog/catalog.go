@@ -177,6 +177,15 @@ func (c *Catalog) migrate(ctx context.Context) error {
 		return fmt.Errorf("catalog: migrations: %w", err)
 	}
 	res, err := p.Up(ctx)
+	for attempt := 1; err != nil && c.d.name == "sqlite" && attempt < 5 && ctx.Err() == nil; attempt++ {
+		// goose has no lock for SQLite. Each migration runs in a BEGIN
+		// IMMEDIATE transaction, so two processes opening a new file at
+		// once serialize there, and the later one fails on tables the
+		// earlier created. Running Up again finds the version recorded
+		// and has nothing left to do; a real error fails again.
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+		res, err = p.Up(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("catalog: apply migrations: %w", c.d.wrap(err))
 	}

@@ -69,13 +69,13 @@ func (d *dialect) wrap(err error) error {
 const sqliteTimeLayout = "2006-01-02T15:04:05.000000Z"
 
 var sqliteDialect = &dialect{
-	name:     "sqlite",
-	goose:    goose.DialectSQLite3,
-	rebind:   func(q string) string { return q },
+	name:   "sqlite",
+	goose:  goose.DialectSQLite3,
+	rebind: func(q string) string { return q },
 	// A SQLite write transaction already excludes every other writer.
 	lockRows:  "",
 	forUpdate: "",
-	timeArg:  func(t time.Time) any { return t.UTC().Format(sqliteTimeLayout) },
+	timeArg:   func(t time.Time) any { return t.UTC().Format(sqliteTimeLayout) },
 	unavailable: func(err error) bool {
 		var se *sqlite.Error
 		if !errors.As(err, &se) {
@@ -93,12 +93,12 @@ var sqliteDialect = &dialect{
 }
 
 var postgresDialect = &dialect{
-	name:     "postgres",
-	goose:    goose.DialectPostgres,
-	rebind:   rebindDollar,
+	name:      "postgres",
+	goose:     goose.DialectPostgres,
+	rebind:    rebindDollar,
 	lockRows:  " FOR UPDATE SKIP LOCKED",
 	forUpdate: " FOR UPDATE",
-	timeArg:  func(t time.Time) any { return t.UTC() },
+	timeArg:   func(t time.Time) any { return t.UTC() },
 	unavailable: func(err error) bool {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // StoreInstance files one received instance in a single transaction: it
@@ -82,10 +83,35 @@ func validateRecord(rec *InstanceRecord) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: instance record without %s", ErrInvalid, strings.Join(missing, ", "))
 	}
+	// Both backends must store the same strings; PostgreSQL text holds
+	// neither NUL nor invalid UTF-8. Callers convert values from their
+	// Specific Character Set (PS3.5 §6.1) to UTF-8 before filing them.
+	p, st, se, in := &rec.Patient, &rec.Study, &rec.Series, &rec.Instance
+	for _, f := range []struct{ name, v string }{
+		{"PatientID", p.PatientID}, {"IssuerOfPatientID", p.IssuerOfPatientID}, {"PatientName", p.PatientName},
+		{"PatientBirthDate", p.PatientBirthDate}, {"PatientSex", p.PatientSex},
+		{"StudyInstanceUID", st.StudyInstanceUID}, {"StudyDate", st.StudyDate}, {"StudyTime", st.StudyTime},
+		{"AccessionNumber", st.AccessionNumber}, {"IssuerOfAccessionNumber", st.IssuerOfAccessionNumber},
+		{"ReferringPhysicianName", st.ReferringPhysicianName}, {"StudyDescription", st.StudyDescription},
+		{"StudyID", st.StudyID},
+		{"SeriesInstanceUID", se.SeriesInstanceUID}, {"Modality", se.Modality},
+		{"SeriesDescription", se.SeriesDescription}, {"BodyPartExamined", se.BodyPartExamined},
+		{"Laterality", se.Laterality}, {"SeriesDate", se.SeriesDate}, {"SeriesTime", se.SeriesTime},
+		{"StationName", se.StationName}, {"InstitutionName", se.InstitutionName},
+		{"SOPInstanceUID", in.SOPInstanceUID}, {"SOPClassUID", in.SOPClassUID},
+		{"TransferSyntaxUID", in.TransferSyntaxUID}, {"BlobKey", in.BlobKey}, {"CallingAE", in.CallingAE},
+	} {
+		if !utf8.ValidString(f.v) || strings.IndexByte(f.v, 0) >= 0 {
+			return fmt.Errorf("%w: %s is not UTF-8 text without NUL", ErrInvalid, f.name)
+		}
+	}
+	if strings.Contains(se.Modality, `\`) {
+		return fmt.Errorf("%w: Modality holds more than one value", ErrInvalid)
+	}
 	return nil
 }
 
-// fillEmpty builds "col = CASE WHEN t.col = '' THEN excluded.col ELSE
+// fillEmpty builds "col = CASE WHEN t.col = ” THEN excluded.col ELSE
 // t.col END" for each column: attributes first received empty are filled
 // in by later instances, but a value once stored is not overwritten by a
 // different one (reconciliation, not ingest, corrects demographics).

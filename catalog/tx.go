@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxTxAttempts bounds how often InTx runs a function whose transaction
@@ -55,6 +57,9 @@ func validateOutbox(msgs []OutboxMessage) error {
 	for i, m := range msgs {
 		if m.EventID == "" || m.Subject == "" {
 			return fmt.Errorf("%w: outbox message %d needs EventID and Subject", ErrInvalid, i)
+		}
+		if !utf8.ValidString(m.EventID+m.Subject) || strings.IndexByte(m.EventID+m.Subject, 0) >= 0 {
+			return fmt.Errorf("%w: outbox message %d: EventID and Subject must be UTF-8 text", ErrInvalid, i)
 		}
 	}
 	return nil
