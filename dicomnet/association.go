@@ -481,7 +481,11 @@ func (a *Association) readFailed(err error) {
 // controlPDU handles a PDU other than P-DATA-TF in Sta6; false ends the loop.
 func (a *Association) controlPDU(typ byte, n uint32) bool {
 	switch typ {
-	case PDUTypeAssociateRQ, PDUTypeAssociateAC, PDUTypeAssociateRJ, PDUTypeReleaseRQ, PDUTypeReleaseRP, PDUTypeAbort:
+	case PDUTypeAssociateRQ, PDUTypeAssociateAC, PDUTypeAssociateRJ:
+		// PS3.8 §9.2 state table, Sta6: A-ASSOCIATE-* PDUs are AA-8.
+		a.protocolAbort(fmt.Errorf("%w: PDU 0x%02x on an established association", ErrUnexpectedPDU, typ))
+		return false
+	case PDUTypeReleaseRQ, PDUTypeReleaseRP, PDUTypeAbort:
 	default:
 		a.protocolAbort(fmt.Errorf("%w: 0x%02x", ErrUnrecognizedPDU, typ))
 		return false
@@ -518,8 +522,6 @@ func (a *Association) controlPDU(typ byte, n uint32) bool {
 		a.emit(event{kind: evClosed, err: err})
 		return false
 	}
-	// A-ASSOCIATE-* in Sta6 (PS3.8 §9.2 state table, AA-8).
-	a.protocolAbort(fmt.Errorf("%w: PDU 0x%02x on an established association", ErrUnexpectedPDU, typ))
 	return false
 }
 
