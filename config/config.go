@@ -487,3 +487,26 @@ func EnvNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// Default renders the key's value in cfg for documentation ("" shows as
+// "empty").
+func (k Key) Default(cfg Config) string {
+	v := k.field(&cfg)
+	var s string
+	switch {
+	case v.Type() == durationType:
+		s = time.Duration(v.Int()).String()
+	case v.Kind() == reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = v.Index(i).String()
+		}
+		s = strings.Join(parts, ",")
+	default:
+		s = fmt.Sprint(v.Interface())
+	}
+	if s == "" {
+		return "empty"
+	}
+	return s
+}
