@@ -284,6 +284,7 @@ type parser struct {
 	h       *Header
 	kept    int
 	charset charset
+	scratch []byte
 }
 
 // elementHeader reads a tag, VR and value length (PS3.5 §7.1). Items and
@@ -382,7 +383,16 @@ func (p *parser) parse(enc encoding) error {
 				}
 			}
 		case (indexed && length <= maxIndexedValue) || (p.opts.KeepElements && int64(length) <= int64(p.opts.BulkDataThreshold)):
-			value = make([]byte, length)
+			if p.opts.KeepElements {
+				value = make([]byte, length)
+			} else {
+				// Only strings copied out of it survive set, so one
+				// buffer serves every value.
+				if cap(p.scratch) < int(length) {
+					p.scratch = make([]byte, length, max(length, 256))
+				}
+				value = p.scratch[:length]
+			}
 			if err := p.in.readFull(value); err != nil {
 				return fmt.Errorf("%w: truncated value of %v: %w", ErrMalformed, t, noEOF(err))
 			}

@@ -51,14 +51,21 @@ type FileMeta struct {
 	ReceivingApplicationEntityTitle string // (0002,0018), AE, optional
 	PrivateInformationCreatorUID    string // (0002,0100), optional
 
-	// GroupLength is the value of (0002,0000) as read by ReadFileMeta. It
-	// is ignored by WriteFileMeta, which computes it.
+	// GroupLength is the length of the elements that follow (0002,0000),
+	// that is its value, as read by ReadFileMeta (measured when a writer
+	// left the element out). WriteFileMeta ignores it and computes it.
 	GroupLength uint32
+
+	// noGroupLength records that the file had no (0002,0000).
+	noGroupLength bool
 }
 
 // DataSetOffset returns the offset in the file of the first byte of the
 // data set that follows the File Meta Information read by ReadFileMeta.
 func (m FileMeta) DataSetOffset() int64 {
+	if m.noGroupLength {
+		return prefixEnd + int64(m.GroupLength)
+	}
 	return groupLengthEnd + int64(m.GroupLength)
 }
 
@@ -252,6 +259,7 @@ func readFileMetaNoGroupLength(br *bufio.Reader) (FileMeta, error) {
 		m.set(t, vr, v)
 	}
 	m.GroupLength = uint32(total)
+	m.noGroupLength = true
 	if err := m.check(); err != nil {
 		return m, err
 	}

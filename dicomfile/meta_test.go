@@ -177,7 +177,7 @@ func TestReadFileMetaWithoutGroupLength(t *testing.T) {
 	if m.TransferSyntaxUID != dicomfile.ExplicitVRLittleEndian || m.MediaStorageSOPInstanceUID != "2.25.1" {
 		t.Errorf("got %+v", m)
 	}
-	if got, want := m.DataSetOffset()-12, int64(len(good)-12); got != want {
+	if got, want := m.DataSetOffset(), int64(len(good)-12); got != want {
 		t.Errorf("data set at %d, want %d", got, want)
 	}
 	h, err := dicomfile.ParseHeader(br, m.TransferSyntaxUID)
