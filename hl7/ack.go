@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// DefaultVersionID is the MSH-12 of replies to requests without one.
+const DefaultVersionID = "2.5.1"
+
 // AckCode is MSA-1, the acknowledgment code (HL7 table 0008).
 type AckCode string
 
@@ -163,6 +166,11 @@ func buildACK(req Header, charset string, code AckCode, opts *ACKOptions) ([]byt
 	}
 	if h.ProcessingID == "" {
 		h.ProcessingID = "P"
+	}
+	// MSH-12 is required; a request too broken to name its version is
+	// answered as v2.5.1, the version this package follows.
+	if h.VersionID == "" {
+		h.VersionID = DefaultVersionID
 	}
 	b := &Builder{Delimiters: d}
 	b.MSH(h)

@@ -73,7 +73,7 @@ func NewReader(r io.Reader, max int) *Reader {
 // io.ErrUnexpectedEOF when it ends inside one, and ErrMessageTooLarge when
 // the content (or the junk before <SB>) grows past the limit.
 func (r *Reader) ReadMessage() ([]byte, error) {
-	if err := r.skipToStart(); err != nil {
+	if err := r.skipToStart(true); err != nil {
 		return nil, err
 	}
 	var msg []byte
@@ -106,8 +106,15 @@ func (r *Reader) ReadMessage() ([]byte, error) {
 	}
 }
 
-// skipToStart discards input up to and including the next <SB>.
-func (r *Reader) skipToStart() error {
+// WaitForBlock blocks until the next <SB> arrives, discarding the bytes
+// before it but leaving <SB> unread. A server waits with it under its idle
+// timeout before reading the block under a read timeout: the <CR> left
+// after the previous block does not count as the start of a message.
+func (r *Reader) WaitForBlock() error { return r.skipToStart(false) }
+
+// skipToStart discards input up to the next <SB>, and <SB> itself if
+// consume is set.
+func (r *Reader) skipToStart(consume bool) error {
 	skipped := 0
 	for {
 		buf, err := r.r.Peek(1)
@@ -117,7 +124,10 @@ func (r *Reader) skipToStart() error {
 		n := r.r.Buffered()
 		buf, _ = r.r.Peek(n)
 		if i := bytes.IndexByte(buf, StartBlock); i >= 0 {
-			_, _ = r.r.Discard(i + 1)
+			if consume {
+				i++
+			}
+			_, _ = r.r.Discard(i)
 			if skipped+i > r.max {
 				return ErrMessageTooLarge
 			}

@@ -84,6 +84,25 @@ func TestReaderLargeMessage(t *testing.T) {
 	}
 }
 
+func TestWaitForBlock(t *testing.T) {
+	r := NewReader(bytes.NewReader([]byte("\x0bA\x1c\r\n junk \x0bB\x1c\r\r\n")), 0)
+	for _, want := range []string{"A", "B"} {
+		if err := r.WaitForBlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WaitForBlock(); err != nil { // idempotent: <SB> stays unread
+			t.Fatal(err)
+		}
+		got, err := r.ReadMessage()
+		if err != nil || string(got) != want {
+			t.Fatalf("ReadMessage = %q, %v; want %q", got, err, want)
+		}
+	}
+	if err := r.WaitForBlock(); err != io.EOF {
+		t.Fatalf("WaitForBlock at end = %v, want io.EOF", err)
+	}
+}
+
 func TestWriter(t *testing.T) {
 	tests := []struct {
 		msg     string
