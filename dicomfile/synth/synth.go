@@ -30,9 +30,8 @@ const ImplementationVersionName = "IMAGINGHUB_SYN"
 
 // SOP classes used by the generator (PS3.4 Annex B).
 const (
-	CTImageStorage                            = "1.2.840.10008.5.1.4.1.1.2"
-	MultiFrameGrayscaleWordSCImageStorage     = "1.2.840.10008.5.1.4.1.1.7.3"
-	secondaryCaptureConversionTypeWorkstation = "WSD"
+	CTImageStorage                        = "1.2.840.10008.5.1.4.1.1.2"
+	MultiFrameGrayscaleWordSCImageStorage = "1.2.840.10008.5.1.4.1.1.7.3"
 )
 
 // Options describe a synthetic instance. The zero value gives a 512x512
@@ -182,7 +181,7 @@ func CT(w io.Writer, o Options) (int64, error) {
 	e.str(0x00080050, "SH", o.AccessionNumber)
 	e.str(0x00080060, "CS", o.Modality)
 	if o.Frames > 1 {
-		e.str(0x00080064, "CS", secondaryCaptureConversionTypeWorkstation)
+		e.str(0x00080064, "CS", "WSD") // Conversion Type: workstation (PS3.3 §C.8.6.1)
 	}
 	e.str(0x00080070, "LO", "IMAGINGHUB SYNTH")
 	e.str(0x00080080, "LO", o.InstitutionName)
@@ -272,14 +271,14 @@ func WriteStudy(dir string, n int, o Options) ([]string, error) {
 	o = o.withDefaults()
 	paths := make([]string, 0, n)
 	for i := range n {
-		io := o
-		io.InstanceNumber = i + 1
-		io.SOPInstanceUID = o.SeriesInstanceUID + "." + strconv.Itoa(i+1)
-		if len(io.SOPInstanceUID) > 64 {
-			io.SOPInstanceUID = DerivedUID(o.Seed, "instance/"+strconv.Itoa(i))
+		inst := o
+		inst.InstanceNumber = i + 1
+		inst.SOPInstanceUID = o.SeriesInstanceUID + "." + strconv.Itoa(i+1)
+		if len(inst.SOPInstanceUID) > 64 {
+			inst.SOPInstanceUID = DerivedUID(o.Seed, "instance/"+strconv.Itoa(i))
 		}
-		p := filepath.Join(dir, io.SOPInstanceUID+".dcm")
-		if err := writeFile(p, io); err != nil {
+		p := filepath.Join(dir, inst.SOPInstanceUID+".dcm")
+		if err := writeFile(p, inst); err != nil {
 			return paths, err
 		}
 		paths = append(paths, p)
