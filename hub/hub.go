@@ -51,9 +51,11 @@ type Server struct {
 	mu         sync.Mutex
 	checks     []Check
 	components []Component
+	started    []Component
 	httpSrv    *http.Server
 	ln         net.Listener
 	closers    []func(context.Context) error
+	shutdown   bool
 }
 
 // NewServer returns a server listening on addr once Run is called.
@@ -193,32 +195,36 @@ func (s *Server) Start(ctx context.Context) error {
 			s.Log.Error("http server stopped", "err", err)
 		}
 	}()
-	for i, c := range s.components {
+	for _, c := range s.components {
 		if err := c.Start(ctx); err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
 			defer cancel()
-			for j := i - 1; j >= 0; j-- {
-				s.components[j].Shutdown(sctx)
-			}
-			s.httpSrv.Shutdown(sctx)
-			s.runClosers(sctx)
+			s.Shutdown(sctx)
 			return fmt.Errorf("%s: %w", c.Name(), err)
 		}
+		s.started = append(s.started, c)
 		s.Log.Info("component started", "component", c.Name())
 	}
 	return nil
 }
 
 // Shutdown drains HTTP requests and components (in reverse start order),
-// then runs the OnShutdown functions.
+// then runs the OnShutdown functions. Only the first call does anything.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	done := s.shutdown
+	s.shutdown = true
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
 	var errs []error
 	if s.httpSrv != nil {
 		s.httpSrv.SetKeepAlivesEnabled(false)
 	}
-	for i := len(s.components) - 1; i >= 0; i-- {
-		if err := s.components[i].Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.components[i].Name(), err))
+	for i := len(s.started) - 1; i >= 0; i-- {
+		if err := s.started[i].Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.started[i].Name(), err))
 		}
 	}
 	if s.httpSrv != nil {

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 )
 
 // Env var names of the shared test services.
@@ -84,7 +87,31 @@ func RedisURL(tb testing.TB) (redisURL, keyPrefix string) {
 	if u == "" {
 		tb.Skipf("Redis: %s not set", EnvRedisURL)
 	}
-	return u, "ihtest:" + Unique() + ":"
+	prefix := "ihtest:" + Unique() + ":"
+	// Registered first, so it runs after the test's own cleanups (which
+	// stop the hub using these keys).
+	tb.Cleanup(func() { deleteRedisPrefix(tb, u, prefix) })
+	return u, prefix
+}
+
+func deleteRedisPrefix(tb testing.TB, u, prefix string) {
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		tb.Logf("Redis cleanup: %v", err)
+		return
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		c.Del(ctx, keys...)
+	}
 }
 
 // NATSURL returns the external NATS URL from IMAGINGHUB_TEST_NATS_URL and a
@@ -97,5 +124,78 @@ func NATSURL(tb testing.TB) (natsURL, subjectPrefix, streamPrefix string) {
 		tb.Skipf("NATS: %s not set", EnvNATSURL)
 	}
 	tok := Unique()
-	return u, "t" + tok + ".", "T" + strings.ToUpper(tok) + "_"
+	streamPrefix = "T" + strings.ToUpper(tok) + "_"
+	tb.Cleanup(func() { deleteStreams(tb, u, streamPrefix) })
+	return u, "t" + tok + ".", streamPrefix
+}
+
+func deleteStreams(tb testing.TB, u, prefix string) {
+	nc, err := nats.Connect(u)
+	if err != nil {
+		tb.Logf("NATS cleanup: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var mine []string
+	for n := range names.Name() {
+		if strings.HasPrefix(n, prefix) {
+			mine = append(mine, n)
+		}
+	}
+	for _, n := range mine {
+		if err := js.DeleteStream(ctx, n); err != nil {
+			tb.Logf("NATS cleanup: delete stream %s: %v", n, err)
+		}
+	}
+}
+
+// Backends names the shared services a test should use: each is empty
+// (the embedded default) unless its IMAGINGHUB_TEST_* variable is set, in
+// which case the test gets its own database, key prefix and NATS prefixes.
+type Backends struct {
+	DatabaseURL    string
+	RedisURL       string
+	RedisKeyPrefix string
+	NATSURL        string
+	SubjectPrefix  string
+	StreamPrefix   string
+}
+
+// External returns the external services configured for this run, each
+// isolated for this test.
+func External(tb testing.TB) Backends {
+	tb.Helper()
+	var b Backends
+	if os.Getenv(EnvDatabaseURL) != "" {
+		b.DatabaseURL = PostgresURL(tb)
+	}
+	if os.Getenv(EnvRedisURL) != "" {
+		b.RedisURL, b.RedisKeyPrefix = RedisURL(tb)
+	}
+	if os.Getenv(EnvNATSURL) != "" {
+		b.NATSURL, b.SubjectPrefix, b.StreamPrefix = NATSURL(tb)
+	}
+	return b
+}
+
+// String says which backends are in use, for test logs.
+func (b Backends) String() string {
+	s := []string{"catalog=sqlite", "coordination=memory", "nats=embedded"}
+	if b.DatabaseURL != "" {
+		s[0] = "catalog=postgres"
+	}
+	if b.RedisURL != "" {
+		s[1] = "coordination=redis"
+	}
+	if b.NATSURL != "" {
+		s[2] = "nats=external"
+	}
+	return strings.Join(s, " ")
 }
