@@ -474,7 +474,9 @@ func (c *Consumer) deadLetter(msg jetstream.Msg, d Delivery, cause error) {
 		return
 	}
 	c.log.Warn("dead-lettered", "subject", d.Subject, "stream_seq", d.StreamSeq, "deliveries", d.NumDelivered, "err", errText)
-	c.settle(msg.TermWithReason("dead-lettered"))
+	// Plain Term: TermWithReason is silently ignored by servers before
+	// 2.10.4, which would leave the message to be redelivered.
+	c.settle(msg.Term())
 	c.bus.metrics.deadLettered(c.spec.Name)
 }
 
@@ -488,7 +490,7 @@ func headerSafe(s string) string {
 	}, s)
 	const max = 1024
 	if len(s) > max {
-		s = s[:max]
+		s = strings.ToValidUTF8(s[:max], "")
 	}
 	return s
 }

@@ -176,19 +176,14 @@ func (b *Bus) DiscardDeadLetter(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("events: dead-letter stream: %w", err)
 	}
 	if err := st.DeleteMsg(ctx, seq); err != nil {
-		if errors.Is(err, jetstream.ErrMsgNotFound) || isNoMessageFound(err) {
+		// The server answers a missing sequence with a generic delete
+		// failure (JSStreamMsgDeleteFailedF) whose text says so.
+		if errors.Is(err, jetstream.ErrMsgNotFound) || strings.Contains(err.Error(), "no message found") {
 			return fmt.Errorf("%w: sequence %d", ErrDeadLetterNotFound, seq)
 		}
 		return fmt.Errorf("events: delete dead letter %d: %w", seq, err)
 	}
 	return nil
-}
-
-// isNoMessageFound recognises the server's answer to deleting a sequence
-// that is not there (JSStreamMsgDeleteFailedF: "no message found").
-func isNoMessageFound(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "no message found")
 }
 
 // parseDeadLetter reads a dead letter from its stored form. Fields whose

@@ -94,12 +94,13 @@ func (b *Bus) PublishRaw(ctx context.Context, subject, msgID string, data []byte
 
 func (b *Bus) publishMsg(ctx context.Context, m *nats.Msg, msgID string) (PubAck, error) {
 	var last error
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		if b.nc.IsClosed() {
 			return PubAck{}, ErrClosed
 		}
 		actx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
-		ack, err := b.js.PublishMsg(actx, m, jetstream.WithMsgID(msgID))
+		ack, err := b.js.PublishMsg(actx, m, jetstream.WithMsgID(msgID), jetstream.WithRetryAttempts(0))
 		cancel()
 		if err == nil {
 			b.metrics.published(ack.Duplicate)
@@ -109,7 +110,7 @@ func (b *Bus) publishMsg(ctx context.Context, m *nats.Msg, msgID string) (PubAck
 		if ctx.Err() != nil {
 			return PubAck{}, fmt.Errorf("events: publish %s: %w (last error: %v)", m.Subject, ctx.Err(), last)
 		}
-		if !shouldRetry(err, attempt) {
+		if !b.shouldRetry(err, start) {
 			return PubAck{}, b.publishErr(m.Subject, err)
 		}
 		if attempt == 0 {
@@ -158,71 +159,48 @@ func (b *Bus) PublishMsgs(ctx context.Context, batch []Message) error {
 	return b.publishAsync(ctx, msgs, ids)
 }
 
+// publishAsync sends every message without waiting, then collects the
+// PubAcks. Messages whose ack did not come (outage, slow server, no
+// stream) are retried one by one through publishMsg, which knows how long
+// each kind of failure is worth retrying.
 func (b *Bus) publishAsync(ctx context.Context, msgs []*nats.Msg, ids []string) error {
+	if b.nc.IsClosed() {
+		return ErrClosed
+	}
 	errs := make([]error, len(msgs))
-	todo := make([]int, len(msgs))
-	for i := range todo {
-		todo[i] = i
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		futures[i], errs[i] = b.js.PublishMsgAsync(m, jetstream.WithMsgID(ids[i]), jetstream.WithStallWait(b.opts.PublishTimeout))
 	}
-	for attempt := 0; len(todo) > 0; attempt++ {
-		if b.nc.IsClosed() {
-			return ErrClosed
-		}
-		futures := make([]jetstream.PubAckFuture, len(todo))
-		for k, i := range todo {
-			f, err := b.js.PublishMsgAsync(msgs[i], jetstream.WithMsgID(ids[i]), jetstream.WithStallWait(b.opts.PublishTimeout))
-			if err != nil {
-				errs[i] = err
+	deadline := time.NewTimer(b.opts.PublishTimeout)
+	defer deadline.Stop()
+	expired := false
+	var retry []int
+	for i, f := range futures {
+		if errs[i] == nil {
+			var ack *jetstream.PubAck
+			ack, errs[i] = waitAck(ctx, f, deadline.C, &expired)
+			if errs[i] == nil {
+				b.metrics.published(ack.Duplicate)
 				continue
 			}
-			futures[k] = f
 		}
-		deadline := time.NewTimer(b.opts.PublishTimeout)
-		expired := false
-		var retry []int
-		for k, i := range todo {
-			f := futures[k]
-			if f == nil {
-				retry = append(retry, i)
-				continue
-			}
-			ack, err := waitAck(ctx, f, deadline.C, &expired)
-			errs[i] = err
-			if err != nil {
-				retry = append(retry, i)
-				continue
-			}
-			b.metrics.published(ack.Duplicate)
-		}
-		deadline.Stop()
-		todo = todo[:0]
-		for _, i := range retry {
-			if errs[i] != nil && shouldRetry(errs[i], attempt) && ctx.Err() == nil {
-				todo = append(todo, i)
-			}
-		}
-		if len(todo) == 0 {
-			break
-		}
-		if attempt == 0 {
-			b.log.Warn("batch publish incomplete; retrying", "failed", len(todo), "err", errs[todo[0]])
-		}
-		if sleep(ctx, retryDelay(attempt)) != nil {
-			break
-		}
+		retry = append(retry, i)
 	}
-	for i, err := range errs {
-		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-				err = fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-			}
-			errs[i] = b.publishErr(msgs[i].Subject, err)
-		}
+	if len(retry) > 0 && ctx.Err() == nil {
+		b.log.Warn("batch publish incomplete; retrying one by one", "failed", len(retry), "of", len(msgs), "err", errs[retry[0]])
 	}
-	for _, err := range errs {
-		if err != nil {
-			return &BatchError{Errs: errs}
+	failed := false
+	for _, i := range retry {
+		if ctx.Err() != nil {
+			errs[i] = fmt.Errorf("events: publish %s: %w (last error: %v)", msgs[i].Subject, ctx.Err(), errs[i])
+		} else {
+			_, errs[i] = b.publishMsg(ctx, msgs[i], ids[i])
 		}
+		failed = failed || errs[i] != nil
+	}
+	if failed {
+		return &BatchError{Errs: errs}
 	}
 	return nil
 }
@@ -278,14 +256,13 @@ func waitAck(ctx context.Context, f jetstream.PubAckFuture, deadline <-chan time
 	}
 }
 
-// maxNoResponderAttempts bounds retries of "no responders": during a NATS
-// restart JetStream answers again within seconds, while a subject that no
+// shouldRetry decides whether a failed attempt begun at start is tried
+// again. "No responders" is retried only for PublishTimeout: while NATS
+// restarts, JetStream answers again within seconds, but a subject that no
 // stream binds never will.
-const maxNoResponderAttempts = 10
-
-func shouldRetry(err error, attempt int) bool {
+func (b *Bus) shouldRetry(err error, start time.Time) bool {
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return attempt < maxNoResponderAttempts
+		return time.Since(start) < b.opts.PublishTimeout
 	}
 	return retryable(err)
 }
