@@ -30,11 +30,34 @@ func (d Delimiters) EncodingCharacters() string {
 	return string(b)
 }
 
-// orDefault returns d, or DefaultDelimiters when d is the zero value.
+// orDefault returns d with every unused delimiter filled in: the
+// recommended character where it is free, else another free one. Writing
+// needs all five, since any value may contain any character and must be
+// escapable; a reader accepts the full set however few the peer declared.
 func (d Delimiters) orDefault() Delimiters {
-	if d == (Delimiters{}) {
-		return DefaultDelimiters
+	if d.Field != 0 && d.Component != 0 && d.Repetition != 0 && d.Escape != 0 && d.SubComponent != 0 {
+		return d
 	}
+	used := map[byte]bool{}
+	for _, c := range []byte{d.Field, d.Component, d.Repetition, d.Escape, d.SubComponent} {
+		used[c] = true
+	}
+	fill := func(p *byte, want byte) {
+		if *p != 0 {
+			return
+		}
+		for _, c := range append([]byte{want}, "|^~\\&#!$%*+"...) {
+			if !used[c] {
+				*p, used[c] = c, true
+				return
+			}
+		}
+	}
+	fill(&d.Field, '|')
+	fill(&d.Component, '^')
+	fill(&d.Repetition, '~')
+	fill(&d.Escape, '\\')
+	fill(&d.SubComponent, '&')
 	return d
 }
 

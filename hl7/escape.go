@@ -11,7 +11,8 @@ import (
 // repetition, sub-component and escape characters become \F\ \S\ \R\ \T\
 // \E\, and CR, LF and the MLLP block characters become \X0D\ \X0A\ \X0B\
 // \X1C\ so that a value can never end a segment or a block. It is the
-// inverse of Unescape.
+// inverse of Unescape. Delimiters missing from d are filled in as a
+// Builder would.
 func Escape(s string, d Delimiters) string {
 	d = d.orDefault()
 	if !needsEscape(s, d) {
@@ -69,7 +70,9 @@ func Unescape(s string, d Delimiters) string {
 }
 
 func unescape(s string, d Delimiters, latin1 bool) string {
-	d = d.orDefault()
+	if d == (Delimiters{}) {
+		d = DefaultDelimiters
+	}
 	if d.Escape == 0 || strings.IndexByte(s, d.Escape) < 0 {
 		return s
 	}

@@ -158,8 +158,8 @@ func segmentName(line []byte, fs byte) string {
 	return string(name)
 }
 
-// rawField returns MSH-n's first repetition, first component, from the
-// undecoded MSH line.
+// rawField returns MSH-n's first repetition, first component, unescaped,
+// from the undecoded MSH line.
 func rawField(msh []byte, d Delimiters, n int) string {
 	parts := bytes.Split(msh, []byte{d.Field})
 	// parts[0] is "MSH", parts[1] is MSH-2: MSH-n is parts[n-1].
@@ -173,7 +173,7 @@ func rawField(msh []byte, d Delimiters, n int) string {
 	if d.Component != 0 {
 		v, _, _ = bytes.Cut(v, []byte{d.Component})
 	}
-	return string(v)
+	return unescape(string(v), d, false)
 }
 
 func (m *Message) newSegment(text string) *Segment {
