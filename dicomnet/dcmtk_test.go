@@ -197,7 +197,9 @@ func dcmValue(t *testing.T, file, tag string) string {
 	return out[i+1 : j]
 }
 
-func freePort(t *testing.T) string {
+func freePort(t *testing.T) string { return freePortB(t) }
+
+func freePortB(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -532,3 +532,74 @@ func TestUserIdentityReachesPolicy(t *testing.T) {
 		t.Errorf("wrong identity: %v, want rejection", err)
 	}
 }
+
+// A C-GET shaped exchange: the SCU proposes the SCP role for a storage
+// class (PS3.7 D.3.3.4); our SCP's handler sends C-STORE sub-operations on
+// the same association, which the SCU's registry serves, then the final
+// C-GET response with the sub-operation counters.
+func TestSubOperationsOnSameAssociation(t *testing.T) {
+	const getClass = "1.2.840.10008.5.1.4.1.2.2.3"
+	payloads := [][]byte{pattern(1000), pattern(70_000), pattern(0)}
+	srvReg := &Registry{}
+	srvReg.AllowSCU(testSOPClass, []string{ExplicitVRLittleEndian})
+	srvReg.Handle(getClass, []string{ImplicitVRLittleEndian}, HandlerFunc(func(ctx context.Context, w ResponseWriter, r *Request) {
+		io.Copy(io.Discard, r.Data)
+		var done uint16
+		for i, p := range payloads {
+			w.Respond(&Command{Status: StatusPending, NumberOfRemainingSuboperations: U16(uint16(len(payloads) - i)),
+				NumberOfCompletedSuboperations: U16(done), NumberOfFailedSuboperations: U16(0), NumberOfWarningSuboperations: U16(0)}, nil)
+			status, err := r.Association.Store(ctx, testSOPClass, "1.2.9."+itoa(i), ExplicitVRLittleEndian, bytes.NewReader(p), nil)
+			if err != nil || status != StatusSuccess {
+				w.Respond(&Command{Status: StatusOutOfResourcesSubOperations, ErrorComment: "sub-operation failed"}, nil)
+				return
+			}
+			done++
+		}
+		w.Respond(&Command{Status: StatusSuccess, NumberOfCompletedSuboperations: U16(done), NumberOfFailedSuboperations: U16(0), NumberOfWarningSuboperations: U16(0)}, nil)
+	}))
+	_, addr := startServer(t, ServerOptions{Registry: srvReg})
+
+	rec := &storeRecorder{}
+	cliReg := &Registry{}
+	cliReg.Handle(testSOPClass, []string{ExplicitVRLittleEndian}, rec)
+	a := dial(t, addr, DialOptions{Registry: cliReg, PresentationContexts: []ProposedContext{
+		{AbstractSyntax: getClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}},
+		{AbstractSyntax: testSOPClass, TransferSyntaxes: []string{ExplicitVRLittleEndian}, SCURole: false, SCPRole: true},
+	}})
+	if _, ok := a.PresentationContext(testSOPClass, ExplicitVRLittleEndian); !ok {
+		t.Fatal("storage context with SCP role not accepted")
+	}
+	pc, _ := a.PresentationContext(getClass, "")
+	ctx := context.Background()
+	rs, err := a.Request(ctx, pc, &Command{CommandField: CGetRQ, AffectedSOPClassUID: getClass}, bytes.NewReader([]byte{0x08, 0x00, 0x52, 0x00, 0x06, 0x00, 0x00, 0x00, 'S', 'T', 'U', 'D', 'Y', ' '}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending int
+	var final *Command
+	for final == nil {
+		rsp, err := rs.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rsp.Final() {
+			final = rsp.Command
+		} else {
+			pending++
+		}
+	}
+	if final.Status != StatusSuccess || final.NumberOfCompletedSuboperations == nil || *final.NumberOfCompletedSuboperations != 3 || pending != 3 {
+		t.Fatalf("final %+v after %d pending", final, pending)
+	}
+	for i, p := range payloads {
+		rec.mu.Lock()
+		sum := rec.sums["1.2.9."+itoa(i)]
+		rec.mu.Unlock()
+		if sum != sha256.Sum256(p) {
+			t.Errorf("sub-operation %d: data set differs", i)
+		}
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
