@@ -142,7 +142,7 @@ func urlScheme(s string) string {
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "<unparsable URL>"
+		return urlScheme(rawURL) + "://<unparsable>"
 	}
 	return u.Redacted()
 }

@@ -198,7 +198,7 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (*Catalog, e
 	if err != nil {
 		// pgx's parse errors may quote the connection string; report only
 		// the redacted URL.
-		return nil, fmt.Errorf("%w: catalog: parse PostgreSQL URL %s", ErrInvalid, redact(rawURL))
+		return nil, fmt.Errorf("%w: PostgreSQL URL %s does not parse", ErrInvalid, redact(rawURL))
 	}
 	cfg.MaxConns = int32(opts.MaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
