@@ -42,8 +42,11 @@ type Relay struct {
 	// PollInterval is how often the table is read when nobody Kicks the
 	// relay (writes by other processes); 200ms if zero.
 	PollInterval time.Duration
-	// Lease is how long claimed rows are kept from other relays; 30s if
-	// zero. It must exceed the time to publish one batch.
+	// Lease is how long claimed rows are kept from other relays; 5s if
+	// zero. It should exceed the time to publish one batch; it is also how
+	// long the rows a crashed relay had claimed wait before another (or the
+	// restarted one) takes them. A lease that lapses costs a duplicate
+	// publish, which JetStream drops.
 	Lease time.Duration
 	// RetryMax caps the backoff while NATS or the catalog is down; 5s if zero.
 	RetryMax time.Duration
@@ -172,7 +175,7 @@ func (r *Relay) once(ctx context.Context, limit int) (int, error) {
 	rows := r.held
 	if len(rows) == 0 {
 		var err error
-		rows, err = r.Source.ClaimOutbox(ctx, orDefaultDur(r.Lease, 30*time.Second), limit)
+		rows, err = r.Source.ClaimOutbox(ctx, orDefaultDur(r.Lease, 5*time.Second), limit)
 		if err != nil || len(rows) == 0 {
 			return 0, err
 		}
