@@ -94,6 +94,7 @@ type Association struct {
 	contexts            map[byte]PresentationContext
 	contextOrder        []byte
 	registry            *Registry
+	metrics             *metrics
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -442,6 +443,7 @@ func (a *Association) readLoop() {
 					return
 				}
 				plen -= k
+				a.metrics.received(int(k))
 				if !discard {
 					if _, err := cur.Write(chunk[:k]); err != nil {
 						discard = true

@@ -254,6 +254,7 @@ func (a *Association) serveRequest(m *message) {
 		req.Data = m.data
 	}
 	h := a.handlerFor(m)
+	a.metrics.request(m.cmd.CommandField)
 	panicked := func() (panicked bool) {
 		defer func() {
 			if v := recover(); v != nil {

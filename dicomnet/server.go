@@ -10,6 +10,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of ServerOptions.
@@ -74,6 +76,8 @@ type ServerOptions struct {
 	// A-ASSOCIATE-AC (PS3.8 D.1).
 	MaxPDULength uint32
 	Logger       *slog.Logger
+	// Registerer receives the server's Prometheus metrics; nil records none.
+	Registerer prometheus.Registerer
 }
 
 // Server is a DICOM SCP: it accepts associations and dispatches DIMSE
@@ -83,6 +87,7 @@ type Server struct {
 	registry *Registry
 	log      *slog.Logger
 	sem      chan struct{}
+	metrics  *metrics
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -122,6 +127,7 @@ func NewServer(opts ServerOptions) *Server {
 		registry:  opts.Registry,
 		log:       opts.Logger,
 		sem:       make(chan struct{}, opts.MaxAssociations),
+		metrics:   newMetrics(opts.Registerer),
 		listeners: map[net.Listener]struct{}{},
 		assocs:    map[*Association]struct{}{},
 	}
@@ -265,6 +271,7 @@ func (s *Server) serveConn(conn net.Conn) {
 			return
 		}
 		s.log.Warn("dicom association request malformed; aborting", "remote", remote, "err", err)
+		s.metrics.association("malformed")
 		writeAndClose(conn, &Abort{Source: AbortSourceServiceProvider, Reason: AbortReasonFor(err)}, s.opts.ARTIMTimeout)
 		return
 	}
@@ -272,6 +279,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	if !ok || rq.Type != PDUTypeAssociateRQ {
 		// PS3.8 §9.2 state table, Sta2: any PDU but A-ASSOCIATE-RQ is AA-1.
 		s.log.Warn("dicom connection opened with an unexpected PDU; aborting", "remote", remote, "pdu", p.PDUType())
+		s.metrics.association("malformed")
 		writeAndClose(conn, &Abort{Source: AbortSourceServiceProvider, Reason: AbortReasonUnexpectedPDU}, s.opts.ARTIMTimeout)
 		return
 	}
@@ -280,74 +288,89 @@ func (s *Server) serveConn(conn net.Conn) {
 		defer func() { <-s.sem }()
 	default:
 		s.log.Warn("dicom association rejected: limit reached", "remote", remote, "calling_ae", rq.CallingAETitle, "limit", s.opts.MaxAssociations)
+		s.metrics.association("limit")
 		writeAndClose(conn, &AssociateRJ{Result: RejectTransient, Source: RejectSourceServiceProviderPresen, Reason: RejectReasonLocalLimitExceeded}, s.opts.ARTIMTimeout)
 		return
 	}
-	if rj := s.check(rq, conn.RemoteAddr()); rj.rj != nil {
+	res := s.check(rq, conn.RemoteAddr())
+	if res.rj != nil {
 		s.log.Info("dicom association rejected", "remote", remote, "calling_ae", rq.CallingAETitle, "called_ae", rq.CalledAETitle,
-			"result", rj.rj.Result, "source", rj.rj.Source, "reason", rj.rj.Reason)
-		writeAndClose(conn, rj.rj, s.opts.ARTIMTimeout)
+			"result", res.rj.Result, "source", res.rj.Source, "reason", res.rj.Reason)
+		s.metrics.association("rejected")
+		writeAndClose(conn, res.rj, s.opts.ARTIMTimeout)
 		return
-	} else {
-		a := newAssociation(conn, br, false)
-		a.log = s.log
-		a.idle = s.opts.IdleTimeout
-		a.writeTimeout = s.opts.IdleTimeout
-		a.artim = s.opts.ARTIMTimeout
-		a.maxPDU = s.opts.MaxPDULength
-		a.registry = s.registry
-		a.calledAE, a.callingAE = rq.CalledAETitle, rq.CallingAETitle
-		a.userIdentity = rq.UserInformation.UserIdentity
-		a.setPeerMaxPDU(rq.UserInformation.MaxLength)
-		n := s.registry.negotiate(rq)
-		for _, pc := range n.accepted {
-			a.addContext(pc)
-		}
-		ac := &AssociateRQAC{
-			Type:                   PDUTypeAssociateAC,
-			ProtocolVersion:        1,
-			CalledAETitle:          rq.CalledAETitle,
-			CallingAETitle:         rq.CallingAETitle,
-			ApplicationContextName: ApplicationContextName,
-			PresentationContexts:   n.items,
-			UserInformation: UserInformation{
-				MaxLength:                 s.opts.MaxPDULength,
-				ImplementationClassUID:    ImplementationClassUID,
-				ImplementationVersionName: ImplementationVersionName,
-				RoleSelections:            n.roles,
-			},
-		}
-		if rq.UserInformation.AsyncOperationsWindow != nil {
-			// We perform and invoke one operation at a time (PS3.7 D.3.3.3).
-			ac.UserInformation.AsyncOperationsWindow = &AsyncOperationsWindow{MaxOperationsInvoked: 1, MaxOperationsPerformed: 1}
-		}
-		if id := rq.UserInformation.UserIdentity; id != nil && id.PositiveResponseRequested {
-			ac.UserInformation.UserIdentityResponse = &UserIdentityResponse{ServerResponse: rj.identityResponse}
-		}
-		conn.SetReadDeadline(time.Time{})
-		if err := a.writePDU(ac); err != nil {
-			s.log.Info("dicom association: sending A-ASSOCIATE-AC failed", "remote", remote, "err", err)
-			return
-		}
-		s.log.Debug("dicom association established", "remote", remote, "calling_ae", rq.CallingAETitle,
-			"called_ae", rq.CalledAETitle, "contexts", len(n.accepted))
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			a.sendAbort(AbortSourceServiceProvider, AbortReasonNotSpecified)
-			a.shutdown(ErrServerClosed)
-			return
-		}
-		s.assocs[a] = struct{}{}
-		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			delete(s.assocs, a)
-			s.mu.Unlock()
-		}()
-		a.start()
-		s.serveAssociation(a)
 	}
+	a, err := s.acceptAssociation(conn, br, rq, res)
+	if err != nil {
+		s.log.Info("dicom association: sending A-ASSOCIATE-AC failed", "remote", remote, "err", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		a.sendAbort(AbortSourceServiceProvider, AbortReasonNotSpecified)
+		a.shutdown(ErrServerClosed)
+		return
+	}
+	s.assocs[a] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.association("accepted")
+	s.metrics.active(1)
+	defer func() {
+		s.mu.Lock()
+		delete(s.assocs, a)
+		s.mu.Unlock()
+		s.metrics.active(-1)
+	}()
+	a.start()
+	s.serveAssociation(a)
+}
+
+// acceptAssociation negotiates and sends the A-ASSOCIATE-AC (PS3.8 §9.3.3).
+func (s *Server) acceptAssociation(conn net.Conn, br *bufio.Reader, rq *AssociateRQAC, res checkResult) (*Association, error) {
+	a := newAssociation(conn, br, false)
+	a.log = s.log
+	a.idle = s.opts.IdleTimeout
+	a.writeTimeout = s.opts.IdleTimeout
+	a.artim = s.opts.ARTIMTimeout
+	a.maxPDU = s.opts.MaxPDULength
+	a.registry = s.registry
+	a.metrics = s.metrics
+	a.calledAE, a.callingAE = rq.CalledAETitle, rq.CallingAETitle
+	a.userIdentity = rq.UserInformation.UserIdentity
+	a.setPeerMaxPDU(rq.UserInformation.MaxLength)
+	n := s.registry.negotiate(rq)
+	for _, pc := range n.accepted {
+		a.addContext(pc)
+	}
+	ac := &AssociateRQAC{
+		Type:                   PDUTypeAssociateAC,
+		ProtocolVersion:        1,
+		CalledAETitle:          rq.CalledAETitle,
+		CallingAETitle:         rq.CallingAETitle,
+		ApplicationContextName: ApplicationContextName,
+		PresentationContexts:   n.items,
+		UserInformation: UserInformation{
+			MaxLength:                 s.opts.MaxPDULength,
+			ImplementationClassUID:    ImplementationClassUID,
+			ImplementationVersionName: ImplementationVersionName,
+			RoleSelections:            n.roles,
+		},
+	}
+	if rq.UserInformation.AsyncOperationsWindow != nil {
+		// We perform and invoke one operation at a time (PS3.7 D.3.3.3).
+		ac.UserInformation.AsyncOperationsWindow = &AsyncOperationsWindow{MaxOperationsInvoked: 1, MaxOperationsPerformed: 1}
+	}
+	if id := rq.UserInformation.UserIdentity; id != nil && id.PositiveResponseRequested {
+		ac.UserInformation.UserIdentityResponse = &UserIdentityResponse{ServerResponse: res.identityResponse}
+	}
+	conn.SetReadDeadline(time.Time{})
+	if err := a.writePDU(ac); err != nil {
+		return nil, err
+	}
+	s.log.Debug("dicom association established", "remote", conn.RemoteAddr().String(), "calling_ae", rq.CallingAETitle,
+		"called_ae", rq.CalledAETitle, "contexts", len(n.accepted))
+	return a, nil
 }
 
 type checkResult struct {

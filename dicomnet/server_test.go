@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const testSOPClass = "1.2.840.10008.5.1.4.1.1.7" // Secondary Capture Image Storage
@@ -332,7 +334,8 @@ func TestMalformedPDataAbortsOnlyThatAssociation(t *testing.T) {
 }
 
 func TestMaxAssociations(t *testing.T) {
-	_, addr := startServer(t, ServerOptions{MaxAssociations: 2})
+	prom := prometheus.NewRegistry()
+	_, addr := startServer(t, ServerOptions{MaxAssociations: 2, Registerer: prom})
 	a1 := dial(t, addr, DialOptions{})
 	a2 := dial(t, addr, DialOptions{})
 	_, err := Dial(context.Background(), addr, DialOptions{CalledAETitle: "HUB", Logger: quietLogger()})
@@ -359,6 +362,33 @@ func TestMaxAssociations(t *testing.T) {
 	if err := a2.Echo(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if got := gathered(t, prom, "imaginghub_dicom_associations_total", "limit"); got != 1 {
+		t.Errorf("associations_total{result=limit} = %v, want 1", got)
+	}
+	if got := gathered(t, prom, "imaginghub_dicom_requests_total", "C-ECHO"); got != 1 {
+		t.Errorf("requests_total{command=C-ECHO} = %v, want 1", got)
+	}
+}
+
+// gathered returns the value of the series of name whose only label has
+// the given value.
+func gathered(t *testing.T, g prometheus.Gatherer, name, label string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func TestHandlerPanicAbortsAssociationOnly(t *testing.T) {
