@@ -39,8 +39,8 @@ type Runtime struct {
 // Open opens the backends named by cfg — embedded or external — and
 // returns a runtime whose Server has the readiness checks of each and the
 // outbox relay as its first component. Errors name the configuration key.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime, err error) {
-	rt = &Runtime{Config: cfg, Log: log, Server: NewServer(cfg.HTTP.Addr, log)}
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime, err error) {
+	rt := &Runtime{Config: cfg, Log: log, Server: NewServer(cfg.HTTP.Addr, log)}
 	rt.Server.ShutdownTimeout = cfg.HTTP.ShutdownTimeout
 	defer func() {
 		if err != nil {

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests run this test binary as the imaginghub command.
+func TestMain(m *testing.M) {
+	if os.Getenv("IMAGINGHUB_TEST_MAIN") == "1" {
+		os.Args = append([]string{"imaginghub"}, strings.Fields(os.Getenv("IMAGINGHUB_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func command(t *testing.T, args string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(cleanEnv(), "IMAGINGHUB_TEST_MAIN=1", "IMAGINGHUB_TEST_ARGS="+args,
+		"IMAGINGHUB_DATA_DIR="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// cleanEnv drops IMAGINGHUB_* variables of the surrounding run.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "IMAGINGHUB_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestBadConfigurationExitsWithOneLine(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cases := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"unknown key", []string{"IMAGINGHUB_DICOM_TITLE=X"}, "IMAGINGHUB_DICOM_TITLE"},
+		{"bad database URL", []string{"IMAGINGHUB_DATABASE_URL=mysql://db/hub"}, "IMAGINGHUB_DATABASE_URL"},
+		{"bad redis URL", []string{"IMAGINGHUB_REDIS_URL=redis//nohost"}, "IMAGINGHUB_REDIS_URL"},
+		{"HTTP port in use", []string{"IMAGINGHUB_HTTP_ADDR=" + busy.Addr().String(), "IMAGINGHUB_NATS_LISTEN="}, "IMAGINGHUB_HTTP_ADDR"},
+		{"NATS port in use", []string{"IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=" + busy.Addr().String()}, "IMAGINGHUB_NATS_LISTEN"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := command(t, "serve", tc.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() == 0 {
+				t.Fatalf("exit %v, want non-zero", err)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, "imaginghub: ") || !strings.Contains(last, tc.want) {
+				t.Fatalf("last line %q should name %s; stderr:\n%s", last, tc.want, stderr.String())
+			}
+		})
+	}
+}
+
+func TestConfigPrintRedacts(t *testing.T) {
+	out, err := command(t, "config print", "IMAGINGHUB_DATABASE_URL=postgres://hub:hunter2@db/hub").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "postgres://hub:xxxxx@db/hub") {
+		t.Fatalf("config print:\n%s", out)
+	}
+}
+
+// serve answers /readyz within 5 s and exits 0 on SIGTERM after draining.
+func TestServeReadyAndGracefulStop(t *testing.T) {
+	addr := freeAddr(t)
+	cmd := command(t, "serve", "IMAGINGHUB_HTTP_ADDR="+addr, "IMAGINGHUB_NATS_LISTEN=",
+		"IMAGINGHUB_DICOM_ADDR="+freeAddr(t), "IMAGINGHUB_HL7_ADDR="+freeAddr(t))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := false
+	for time.Since(start) < 5*time.Second {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				ready = true
+				break
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if !ready {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("/readyz not 200 within 5 s; log:\n%s", stderr.String())
+	}
+	t.Logf("ready after %v", time.Since(start).Round(time.Millisecond))
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v; log:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "shutting down") {
+		t.Fatalf("no graceful shutdown in log:\n%s", stderr.String())
+	}
+}
