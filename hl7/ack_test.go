@@ -117,6 +117,18 @@ func TestRejectFromPartialHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "ar_partial_minimal.hl7", got)
+
+	// Unusable MSH-2 with a custom field separator: the reject keeps the
+	// sender's field separator.
+	_, err = Parse([]byte("MSH#^^#LAB#NORTH#HUB#RAD#1##ORU^R01#X43#P#2.4\r"))
+	pe = err.(*ParseError)
+	got, err = NewACKFromHeader(*pe.Header, AR, &ACKOptions{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), MessageControlID: "R3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "MSH#^~\\&#HUB#RAD#LAB#NORTH#20260101000000+0000##ACK^R01^ACK#R3#P#2.4\rMSA#AR#X43\r"; string(got) != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
 }
 
 func TestBuilder(t *testing.T) {

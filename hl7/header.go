@@ -28,14 +28,18 @@ type Header struct {
 	CharacterSet         string // MSH-18, first repetition
 }
 
-// Delimiters returns the delimiters MSH-1 and MSH-2 declare, or the
-// default ones when they are absent or unusable.
+// Delimiters returns the delimiters MSH-1 and MSH-2 declare. When MSH-2
+// is unusable the recommended encoding characters stand in, around the
+// declared field separator if that one is usable.
 func (h Header) Delimiters() Delimiters {
 	d, err := parseDelimiters(h.FieldSeparator, h.EncodingCharacters)
-	if err != nil {
-		return DefaultDelimiters
+	if err == nil {
+		return d
 	}
-	return d
+	if validDelimiter(h.FieldSeparator) {
+		return Delimiters{Field: h.FieldSeparator}.orDefault()
+	}
+	return DefaultDelimiters
 }
 
 func (s *Segment) header() Header {
