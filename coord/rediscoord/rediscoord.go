@@ -30,7 +30,7 @@ import (
 )
 
 // DefaultKeyPrefix is used when Options.KeyPrefix is empty.
-const DefaultKeyPrefix = "imaginghub:"
+const DefaultKeyPrefix = "ih:"
 
 // Options configures a Driver.
 type Options struct {
