@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"sync"
 )
@@ -260,7 +261,10 @@ func (a *Association) serveRequest(m *message) {
 			if v := recover(); v != nil {
 				panicked = true
 				a.log.Error("dicom handler panicked; aborting association", "remote", a.conn.RemoteAddr().String(),
-					"sop_class", m.pc.AbstractSyntax, "command", fmt.Sprintf("0x%04X", m.cmd.CommandField), "panic", fmt.Sprint(v))
+					"sop_class", m.pc.AbstractSyntax, "command", commandName(m.cmd.CommandField))
+				// The panic value may quote the data set being handled:
+				// debug level only, with the stack.
+				a.log.Debug("dicom handler panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			}
 		}()
 		h.ServeDIMSE(m.ctx, w, req)
