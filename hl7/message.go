@@ -84,8 +84,7 @@ func Parse(raw []byte) (*Message, error) {
 	if derr != nil {
 		// Use the recommended encoding characters to read what we can of
 		// MSH for the reject.
-		m.d = DefaultDelimiters
-		m.d.Field = fs
+		m.d = Delimiters{Field: fs}.orDefault()
 		m.dec, _ = newDecoder("")
 		msh := m.newSegment(m.dec.decodeLenient(mshLine))
 		h := msh.header()
@@ -153,8 +152,13 @@ func splitSegments(data []byte) [][]byte {
 	return lines
 }
 
+// segmentName returns the segment ID of a raw segment, or "" when it is
+// not a valid one (it is echoed into ERR-2).
 func segmentName(line []byte, fs byte) string {
 	name, _, _ := bytes.Cut(line, []byte{fs})
+	if len(name) != 3 || !isSegmentID(string(name)) {
+		return ""
+	}
 	return string(name)
 }
 
