@@ -312,27 +312,44 @@ func finishHeader(b []byte, start int) ([]byte, error) {
 	return b, nil
 }
 
-// appendItem appends a variable item with a 2-byte length; body is appended
-// by fn. Item headers are type, reserved, 2-byte length (PS3.8 §9.3.2.1).
-func appendItem(b []byte, typ byte, fn func([]byte) []byte) ([]byte, error) {
-	start := len(b)
-	b = append(b, typ, 0, 0, 0)
-	b = fn(b)
-	n := len(b) - start - 4
+// itemWriter appends variable items with 2-byte lengths (PS3.8 §9.3.2.1)
+// and remembers the first item too long to encode.
+type itemWriter struct {
+	b   []byte
+	err error
+}
+
+// item appends an item of type typ whose body is appended by body.
+func (w *itemWriter) item(typ byte, body func()) {
+	start := len(w.b)
+	w.b = append(w.b, typ, 0, 0, 0)
+	body()
+	n := len(w.b) - start - 4
 	if n > 0xFFFF {
-		return b, fmt.Errorf("dicomnet: item 0x%02x too long to encode (%d bytes)", typ, n)
+		if w.err == nil {
+			w.err = fmt.Errorf("dicomnet: item 0x%02x too long to encode (%d bytes)", typ, n)
+		}
+		return
 	}
-	binary.BigEndian.PutUint16(b[start+2:], uint16(n))
-	return b, nil
+	binary.BigEndian.PutUint16(w.b[start+2:], uint16(n))
 }
 
-func appendStringItem(b []byte, typ byte, s string) ([]byte, error) {
-	return appendItem(b, typ, func(b []byte) []byte { return append(b, s...) })
+func (w *itemWriter) bytesItem(typ byte, v []byte) {
+	w.item(typ, func() { w.b = append(w.b, v...) })
 }
 
-func appendU16String(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
+func (w *itemWriter) stringItem(typ byte, s string) {
+	w.item(typ, func() { w.b = append(w.b, s...) })
+}
+
+// u16Bytes appends a field with a 2-byte length prefix (role selection UID,
+// user identity fields).
+func (w *itemWriter) u16Bytes(v []byte) {
+	if len(v) > 0xFFFF && w.err == nil {
+		w.err = fmt.Errorf("dicomnet: field too long to encode (%d bytes)", len(v))
+	}
+	w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(v)))
+	w.b = append(w.b, v...)
 }
 
 // aeTitle16 pads an AE title with spaces to the 16 bytes of PS3.8 §9.3.2.
@@ -358,92 +375,73 @@ func (p *AssociateRQAC) AppendBinary(b []byte) ([]byte, error) {
 	b = aeTitle16(b, p.CalledAETitle)
 	b = aeTitle16(b, p.CallingAETitle)
 	b = append(b, make([]byte, 32)...)
-	var err error
-	if b, err = appendStringItem(b, itemApplicationContext, p.ApplicationContextName); err != nil {
-		return b, err
-	}
+	w := &itemWriter{b: b}
+	w.stringItem(itemApplicationContext, p.ApplicationContextName)
 	for _, pc := range p.PresentationContexts {
 		if p.Type == PDUTypeAssociateRQ {
-			b, err = appendItem(b, itemPresentationContextR, func(b []byte) []byte {
-				b = append(b, pc.ID, 0, 0, 0)
-				b, err = appendStringItem(b, itemAbstractSyntax, pc.AbstractSyntax)
+			w.item(itemPresentationContextR, func() {
+				w.b = append(w.b, pc.ID, 0, 0, 0)
+				w.stringItem(itemAbstractSyntax, pc.AbstractSyntax)
 				for _, ts := range pc.TransferSyntaxes {
-					b, _ = appendStringItem(b, itemTransferSyntax, ts)
+					w.stringItem(itemTransferSyntax, ts)
 				}
-				return b
 			})
-		} else {
-			b, err = appendItem(b, itemPresentationContextA, func(b []byte) []byte {
-				b = append(b, pc.ID, 0, pc.Result, 0)
-				ts := ""
-				if len(pc.TransferSyntaxes) > 0 {
-					ts = pc.TransferSyntaxes[0]
-				}
-				b, _ = appendStringItem(b, itemTransferSyntax, ts)
-				return b
-			})
+			continue
 		}
-		if err != nil {
-			return b, err
-		}
+		w.item(itemPresentationContextA, func() {
+			w.b = append(w.b, pc.ID, 0, pc.Result, 0)
+			ts := ""
+			if len(pc.TransferSyntaxes) > 0 {
+				ts = pc.TransferSyntaxes[0]
+			}
+			w.stringItem(itemTransferSyntax, ts)
+		})
 	}
-	if b, err = p.UserInformation.appendItem(b); err != nil {
-		return b, err
+	p.UserInformation.appendItem(w)
+	if w.err != nil {
+		return b, w.err
 	}
-	return finishHeader(b, start)
+	return finishHeader(w.b, start)
 }
 
-func (u *UserInformation) appendItem(b []byte) ([]byte, error) {
-	var err error
-	b, err2 := appendItem(b, itemUserInformation, func(b []byte) []byte {
-		b, _ = appendItem(b, subMaxLength, func(b []byte) []byte {
-			return binary.BigEndian.AppendUint32(b, u.MaxLength)
-		})
+func (u *UserInformation) appendItem(w *itemWriter) {
+	w.item(itemUserInformation, func() {
+		w.item(subMaxLength, func() { w.b = binary.BigEndian.AppendUint32(w.b, u.MaxLength) })
 		if u.ImplementationClassUID != "" {
-			b, _ = appendStringItem(b, subImplementationClass, u.ImplementationClassUID)
+			w.stringItem(subImplementationClass, u.ImplementationClassUID)
 		}
-		if w := u.AsyncOperationsWindow; w != nil {
-			b, _ = appendItem(b, subAsyncOpsWindow, func(b []byte) []byte {
-				b = binary.BigEndian.AppendUint16(b, w.MaxOperationsInvoked)
-				return binary.BigEndian.AppendUint16(b, w.MaxOperationsPerformed)
+		if a := u.AsyncOperationsWindow; a != nil {
+			w.item(subAsyncOpsWindow, func() {
+				w.b = binary.BigEndian.AppendUint16(w.b, a.MaxOperationsInvoked)
+				w.b = binary.BigEndian.AppendUint16(w.b, a.MaxOperationsPerformed)
 			})
 		}
 		for _, r := range u.RoleSelections {
-			b, err = appendItem(b, subRoleSelection, func(b []byte) []byte {
-				b = appendU16String(b, r.SOPClassUID)
-				return append(b, boolByte(r.SCURole), boolByte(r.SCPRole))
+			w.item(subRoleSelection, func() {
+				w.u16Bytes([]byte(r.SOPClassUID))
+				w.b = append(w.b, boolByte(r.SCURole), boolByte(r.SCPRole))
 			})
 		}
 		if u.ImplementationVersionName != "" {
-			b, _ = appendStringItem(b, subImplementationVersion, u.ImplementationVersionName)
+			w.stringItem(subImplementationVersion, u.ImplementationVersionName)
 		}
 		for _, x := range u.ExtendedNegotiations {
-			b, err = appendItem(b, x.Type, func(b []byte) []byte { return append(b, x.Data...) })
+			w.bytesItem(x.Type, x.Data)
 		}
 		if id := u.UserIdentity; id != nil {
-			b, err = appendItem(b, subUserIdentityRQ, func(b []byte) []byte {
-				b = append(b, id.Type, boolByte(id.PositiveResponseRequested))
-				b = binary.BigEndian.AppendUint16(b, uint16(len(id.PrimaryField)))
-				b = append(b, id.PrimaryField...)
-				b = binary.BigEndian.AppendUint16(b, uint16(len(id.SecondaryField)))
-				return append(b, id.SecondaryField...)
+			w.item(subUserIdentityRQ, func() {
+				w.b = append(w.b, id.Type, boolByte(id.PositiveResponseRequested))
+				w.u16Bytes(id.PrimaryField)
+				w.u16Bytes(id.SecondaryField)
 			})
 		}
 		if r := u.UserIdentityResponse; r != nil {
-			b, err = appendItem(b, subUserIdentityAC, func(b []byte) []byte {
-				b = binary.BigEndian.AppendUint16(b, uint16(len(r.ServerResponse)))
-				return append(b, r.ServerResponse...)
-			})
+			w.item(subUserIdentityAC, func() { w.u16Bytes(r.ServerResponse) })
 		}
 		for _, x := range u.Unknown {
-			b, err = appendItem(b, x.Type, func(b []byte) []byte { return append(b, x.Data...) })
+			w.bytesItem(x.Type, x.Data)
 		}
-		return b
 	})
-	if err2 != nil {
-		return b, err2
-	}
-	return b, err
 }
 
 func boolByte(v bool) byte {
