@@ -1,6 +1,7 @@
 package hl7
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -57,7 +58,13 @@ func (c *Client) unlock() { <-c.sem }
 // the message is sent once more on a new connection; receivers must treat
 // a repeated MSH-10 as a duplicate anyway (HL7 2.5.1 §2.10.1).
 func (c *Client) Send(ctx context.Context, msg []byte) (*Message, error) {
-	req, err := Parse(msg)
+	// Only MSH is needed (MSH-10, to match the reply); the rest of the
+	// message is the caller's business.
+	head := bytes.TrimLeft(msg, "\r\n \t")
+	if i := bytes.IndexAny(head, "\r\n"); i >= 0 {
+		head = head[:i]
+	}
+	req, err := Parse(head)
 	if err != nil {
 		return nil, fmt.Errorf("hl7: send: %w", err)
 	}
