@@ -86,7 +86,8 @@ type Server struct {
 	opts     ServerOptions
 	registry *Registry
 	log      *slog.Logger
-	sem      chan struct{}
+	sem      chan struct{} // established associations
+	pending  chan struct{} // connections still in association establishment
 	metrics  *metrics
 
 	mu        sync.Mutex
@@ -127,6 +128,7 @@ func NewServer(opts ServerOptions) *Server {
 		registry:  opts.Registry,
 		log:       opts.Logger,
 		sem:       make(chan struct{}, opts.MaxAssociations),
+		pending:   make(chan struct{}, opts.MaxAssociations),
 		metrics:   newMetrics(opts.Registerer),
 		listeners: map[net.Listener]struct{}{},
 		assocs:    map[*Association]struct{}{},
@@ -258,9 +260,20 @@ func writeAndClose(conn net.Conn, p PDU, timeout time.Duration) {
 func (s *Server) serveConn(conn net.Conn) {
 	defer conn.Close()
 	remote := conn.RemoteAddr().String()
+	// Connections that have not yet sent their A-ASSOCIATE-RQ are bounded
+	// too, so that idle connections cannot pile up for ARTIM each.
+	select {
+	case s.pending <- struct{}{}:
+	default:
+		s.log.Warn("dicom connection refused: too many pending association requests", "remote", remote)
+		s.metrics.association("limit")
+		writeAndClose(conn, &AssociateRJ{Result: RejectTransient, Source: RejectSourceServiceProviderPresen, Reason: RejectReasonTemporaryCongestion}, time.Second)
+		return
+	}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	conn.SetReadDeadline(time.Now().Add(s.opts.ARTIMTimeout))
 	p, err := ReadPDU(br, DefaultMaxAssociatePDU, nil)
+	<-s.pending
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 			return

@@ -251,6 +251,7 @@ func exchange(t *testing.T, addr string, b []byte) PDU {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	conn.Write(b)
+	conn.(*net.TCPConn).CloseWrite()
 	p, err := ReadPDU(conn, DefaultMaxAssociatePDU, nil)
 	if err != nil {
 		t.Fatalf("reading reply: %v", err)
@@ -278,6 +279,8 @@ func TestMalformedInputGetsAbort(t *testing.T) {
 		{"item exceeds parent", truncatedItem, AbortReasonInvalidPDUParameterValue},
 		{"fixed fields truncated", append([]byte{0x01, 0, 0, 0, 0, 20}, valid[6:26]...), AbortReasonInvalidPDUParameterValue},
 		{"A-RELEASE-RQ of wrong length", []byte{0x05, 0, 0, 0, 0, 2, 0, 0}, AbortReasonInvalidPDUParameterValue},
+		// The peer half-closes after these bytes: the body is cut short.
+		{"truncated PDU", valid[:40], AbortReasonInvalidPDUParameterValue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -632,5 +635,31 @@ func TestSubOperationsOnSameAssociation(t *testing.T) {
 	}
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPendingConnectionsBounded(t *testing.T) {
+	_, addr := startServer(t, ServerOptions{MaxAssociations: 1, ARTIMTimeout: 10 * time.Second})
+	idle, err := net.Dial("tcp", addr) // connects, never sends A-ASSOCIATE-RQ
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the server take it in
+	p := exchange(t, addr, nil)
+	if rj, ok := p.(*AssociateRJ); !ok || *rj != (AssociateRJ{RejectTransient, RejectSourceServiceProviderPresen, RejectReasonTemporaryCongestion}) {
+		t.Fatalf("second pending connection got %#v, want A-ASSOCIATE-RJ 2/3/1", p)
+	}
+	idle.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a, err := Dial(context.Background(), addr, DialOptions{CalledAETitle: "HUB", Logger: quietLogger()})
+		if err == nil {
+			a.Release(context.Background())
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the idle connection closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
