@@ -170,8 +170,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporaryAccept) {
+			// Transient accept failures (EMFILE and the like) back off as
+			// net/http does, instead of ending the server.
+			if !errors.Is(err, net.ErrClosed) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -179,15 +180,22 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		// Add under the lock that Shutdown takes before Wait, so that no
+		// connection slips in after the wait began.
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return ErrServerClosed
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			s.serveConn(conn)
 		}()
 	}
 }
-
-var errTemporaryAccept = errors.New("temporary accept error")
 
 // Shutdown stops accepting, waits for the associations in progress to end
 // until ctx is done, then aborts those left.
