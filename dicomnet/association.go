@@ -83,7 +83,6 @@ type Association struct {
 	conn   net.Conn
 	br     *bufio.Reader
 	log    *slog.Logger
-	local  bool // true when we are the association requestor
 	idle   time.Duration
 	artim  time.Duration
 	maxPDU uint32 // the largest P-DATA-TF we accept
@@ -116,11 +115,10 @@ type Association struct {
 	op   *operation
 }
 
-func newAssociation(conn net.Conn, br *bufio.Reader, local bool) *Association {
+func newAssociation(conn net.Conn, br *bufio.Reader) *Association {
 	a := &Association{
 		conn:     conn,
 		br:       br,
-		local:    local,
 		contexts: map[byte]PresentationContext{},
 		events:   make(chan event),
 		done:     make(chan struct{}),

@@ -144,7 +144,7 @@ func requestAssociation(ctx context.Context, conn net.Conn, opts DialOptions) (*
 	}
 	conn.SetDeadline(time.Time{})
 
-	a := newAssociation(conn, br, true)
+	a := newAssociation(conn, br)
 	a.log = opts.Logger
 	a.artim = opts.ARTIMTimeout
 	a.maxPDU = opts.MaxPDULength

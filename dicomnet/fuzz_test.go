@@ -132,7 +132,7 @@ func FuzzAssociationRead(f *testing.F) {
 	f.Add([]byte{7, 0, 0, 0, 0, 4, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		srv, cli := net.Pipe()
-		a := newAssociation(srv, bufio.NewReader(srv), false)
+		a := newAssociation(srv, bufio.NewReader(srv))
 		a.log = quietLogger()
 		a.maxPDU = 1 << 16
 		a.setPeerMaxPDU(16384)

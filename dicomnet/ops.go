@@ -170,9 +170,8 @@ func (r *Responses) Cancel() error {
 	return r.a.writeMessage(r.pcID, &Command{CommandField: CCancelRQ, MessageIDBeingRespondedTo: r.messageID}, nil)
 }
 
-// Do sends a request and waits for its single final response, failing
-// with a StatusError when the status is not Success or a Warning.
-// Pending responses are skipped; use Request to see them.
+// do sends a request and waits for its final response, skipping Pending
+// ones; the caller judges the status.
 func (a *Association) do(ctx context.Context, pc PresentationContext, cmd *Command, data io.Reader) (*Command, error) {
 	rs, err := a.Request(ctx, pc, cmd, data)
 	if err != nil {

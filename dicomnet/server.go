@@ -349,7 +349,7 @@ func (s *Server) serveConn(conn net.Conn) {
 
 // acceptAssociation negotiates and sends the A-ASSOCIATE-AC (PS3.8 §9.3.3).
 func (s *Server) acceptAssociation(conn net.Conn, br *bufio.Reader, rq *AssociateRQAC, res checkResult) (*Association, error) {
-	a := newAssociation(conn, br, false)
+	a := newAssociation(conn, br)
 	a.log = s.log
 	a.idle = s.opts.IdleTimeout
 	a.writeTimeout = s.opts.IdleTimeout
