@@ -69,6 +69,7 @@ type message struct {
 	cmd  *Command
 	data *io.PipeReader // nil when CommandDataSetType is NoDataSet
 	ctx  context.Context
+	op   *operation // the request's operation; nil for responses
 }
 
 type operation struct {
@@ -263,19 +264,25 @@ func (a *Association) armReadDeadline(midMessage bool) {
 	}
 }
 
-func (a *Association) beginOp(messageID uint16) context.Context {
+func (a *Association) beginOp(messageID uint16) (context.Context, *operation) {
 	ctx, cancel := context.WithCancelCause(a.ctx)
+	op := &operation{messageID: messageID, cancel: cancel}
 	a.opMu.Lock()
-	a.op = &operation{messageID: messageID, cancel: cancel}
+	a.op = op
 	a.opMu.Unlock()
-	return ctx
+	return ctx, op
 }
 
-func (a *Association) endOp() {
+// endOp ends op. The peer may already have sent its next request once our
+// final response went out, so only op itself is cancelled and cleared,
+// never an operation that began after it.
+func (a *Association) endOp(op *operation) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	if a.op != nil {
-		a.op.cancel(context.Canceled)
+	if op != nil {
+		op.cancel(context.Canceled)
+	}
+	if a.op == op {
 		a.op = nil
 	}
 	if a.idle > 0 {
@@ -412,7 +419,7 @@ func (a *Association) readLoop() {
 				}
 				m := &message{pc: pc, cmd: cmd, ctx: a.ctx}
 				if !cmd.IsResponse() {
-					m.ctx = a.beginOp(cmd.MessageID)
+					m.ctx, m.op = a.beginOp(cmd.MessageID)
 				}
 				if cmd.HasDataSet() {
 					var pr *io.PipeReader

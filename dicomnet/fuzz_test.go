@@ -151,7 +151,7 @@ func FuzzAssociationRead(f *testing.F) {
 					if ev.msg.data != nil {
 						io.Copy(io.Discard, ev.msg.data)
 					}
-					a.endOp()
+					a.endOp(ev.msg.op)
 				}
 			case <-a.Done():
 				return

@@ -248,7 +248,7 @@ func (w *responseWriter) Respond(rsp *Command, data io.Reader) error {
 // data set and makes sure a final response went out. A panicking handler
 // aborts the association, never the process.
 func (a *Association) serveRequest(m *message) {
-	defer a.endOp()
+	defer a.endOp(m.op)
 	w := &responseWriter{a: a, req: m}
 	req := &Request{Command: m.cmd, PresentationContext: m.pc, Association: a}
 	if m.data != nil {
