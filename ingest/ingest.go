@@ -1,0 +1,315 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/imaginghub/imaginghub/catalog"
+	"github.com/imaginghub/imaginghub/config"
+	"github.com/imaginghub/imaginghub/coord"
+	"github.com/imaginghub/imaginghub/dicomfile"
+	"github.com/imaginghub/imaginghub/dicomnet"
+	"github.com/imaginghub/imaginghub/events"
+	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/outbox"
+)
+
+// Ingest is the component: the DICOM listener with the C-STORE SCP for
+// every Storage SOP Class (PS3.4 Annex B) and Verification, and the
+// study-stability poller.
+type Ingest struct {
+	rt       *hub.Runtime
+	cfg      config.DICOM
+	Storer   *Storer
+	Registry *dicomnet.Registry
+	log      *slog.Logger
+
+	srv      *dicomnet.Server
+	ln       net.Listener
+	serving  atomic.Bool
+	stable   hub.Component
+	serveErr chan error
+}
+
+// New builds the ingest component on rt. Other components may register
+// more SOP classes on Registry (Q/R, worklist) before Start.
+func New(rt *hub.Runtime) (*Ingest, error) {
+	policy, err := duplicatePolicy(rt.Config.DICOM.DuplicatePolicy)
+	if err != nil {
+		return nil, err
+	}
+	in := &Ingest{
+		rt:  rt,
+		cfg: rt.Config.DICOM,
+		log: rt.Log.With("component", "ingest"),
+		Storer: &Storer{
+			Blobs:       rt.Blobs,
+			Catalog:     rt.Catalog,
+			Coord:       rt.Coord,
+			Policy:      policy,
+			StableAfter: rt.Config.Study.StableAfter,
+			Committed:   rt.Relay.Kick,
+			Log:         rt.Log.With("component", "ingest"),
+		},
+		Registry: &dicomnet.Registry{},
+	}
+	in.Storer.RegisterMetrics(rt.Registerer())
+	var syntaxes []string
+	for _, ts := range dicomfile.TransferSyntaxes() {
+		if dicomfile.IsSupportedForStorage(ts.UID) {
+			syntaxes = append(syntaxes, ts.UID)
+		}
+	}
+	for uid := range dicomfile.StorageSOPClasses() {
+		in.Registry.Handle(uid, syntaxes, dicomnet.HandlerFunc(in.serveCStore))
+	}
+	in.stable = hub.NewLoop("study-stable", in.pollStable)
+	rt.Server.AddCheck("dicom listener", func(context.Context) error {
+		if !in.serving.Load() {
+			return errors.New("not listening")
+		}
+		return nil
+	})
+	return in, nil
+}
+
+func duplicatePolicy(s string) (catalog.DuplicatePolicy, error) {
+	switch s {
+	case "keep-first", "":
+		return catalog.KeepFirst, nil
+	case "replace":
+		return catalog.Replace, nil
+	case "reject":
+		return catalog.Reject, nil
+	}
+	return 0, &config.Error{Key: "dicom.duplicate_policy", Env: "IMAGINGHUB_DICOM_DUPLICATE_POLICY", Err: fmt.Errorf("unknown policy %q", s)}
+}
+
+// Name implements hub.Component.
+func (in *Ingest) Name() string { return "ingest" }
+
+// Addr is the bound DICOM address once started.
+func (in *Ingest) Addr() string {
+	if in.ln == nil {
+		return ""
+	}
+	return in.ln.Addr().String()
+}
+
+// Start implements hub.Component.
+func (in *Ingest) Start(ctx context.Context) error {
+	ln, err := hub.Listen("dicom.addr", in.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	in.ln = ln
+	in.srv = dicomnet.NewServer(dicomnet.ServerOptions{
+		AETitle:         in.cfg.AE,
+		Registry:        in.Registry,
+		Policy:          AEPolicy(in.cfg.AE, in.cfg.AllowedCallingAEs),
+		MaxAssociations: in.cfg.MaxAssociations,
+		ARTIMTimeout:    in.cfg.ARTIMTimeout,
+		IdleTimeout:     in.cfg.IdleTimeout,
+		MaxPDULength:    uint32(in.cfg.MaxPDULength),
+		Logger:          in.log,
+		Registerer:      in.rt.Registerer(),
+	})
+	in.serveErr = make(chan error, 1)
+	in.serving.Store(true)
+	go func() {
+		err := in.srv.Serve(ln)
+		in.serving.Store(false)
+		if err != nil && !errors.Is(err, dicomnet.ErrServerClosed) {
+			in.log.Error("DICOM listener stopped", "err", err)
+		}
+		in.serveErr <- err
+	}()
+	in.log.Info("DICOM listening", "addr", ln.Addr().String(), "ae", in.cfg.AE)
+	return in.stable.Start(ctx)
+}
+
+// Shutdown implements hub.Component: in-flight associations finish (or
+// are aborted when ctx ends) before the stability poller stops.
+func (in *Ingest) Shutdown(ctx context.Context) error {
+	var errs []error
+	if in.srv != nil {
+		if err := in.srv.Shutdown(ctx); err != nil && !errors.Is(err, dicomnet.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, in.stable.Shutdown(ctx))
+	return errors.Join(errs...)
+}
+
+// serveCStore is the C-STORE SCP (PS3.4 §B.2): Success only once the file
+// and its rows are durable.
+func (in *Ingest) serveCStore(ctx context.Context, w dicomnet.ResponseWriter, r *dicomnet.Request) {
+	rsp := &dicomnet.Command{Status: dicomnet.StatusSuccess}
+	if r.Data == nil {
+		rsp.Status = dicomnet.StatusCannotUnderstand
+		rsp.ErrorComment = "C-STORE request without a data set"
+		w.Respond(rsp, nil)
+		return
+	}
+	res, err := in.Storer.Store(ctx, Request{
+		SOPClassUID:       r.Command.AffectedSOPClassUID,
+		SOPInstanceUID:    r.Command.AffectedSOPInstanceUID,
+		TransferSyntaxUID: r.PresentationContext.TransferSyntax,
+		CallingAE:         r.Association.CallingAETitle(),
+		Data:              r.Data,
+	})
+	if err != nil {
+		rsp.Status, rsp.ErrorComment = Status(err)
+		in.log.Warn("C-STORE failed", "status", fmt.Sprintf("0x%04X", rsp.Status), "calling_ae", r.Association.CallingAETitle(), "err", err)
+		in.log.Debug("C-STORE failed instance", "sop_instance_uid", r.Command.AffectedSOPInstanceUID)
+	} else if res.Duplicate {
+		in.log.Info("duplicate instance kept as first received", "calling_ae", r.Association.CallingAETitle())
+	}
+	if err := w.Respond(rsp, nil); err != nil {
+		in.log.Debug("C-STORE response not sent", "err", err)
+	}
+}
+
+// Status maps a Store error to a C-STORE status and Error Comment
+// (PS3.4 §B.2.3; Error Comment is at most 64 characters, PS3.7 §C.4.2).
+func Status(err error) (uint16, string) {
+	status := dicomnet.StatusProcessingFailure
+	switch {
+	case errors.Is(err, ErrOutOfResources):
+		status = dicomnet.StatusOutOfResources
+	case errors.Is(err, ErrMismatch):
+		status = dicomnet.StatusDataSetDoesNotMatchSOPClass
+	case errors.Is(err, ErrUnreadable):
+		status = dicomnet.StatusCannotUnderstand
+	case errors.Is(err, ErrDuplicateRejected):
+		status = dicomnet.StatusDuplicateSOPInstance
+	}
+	comment := err.Error()
+	comment = strings.TrimPrefix(comment, "ingest: ")
+	if len(comment) > 64 {
+		comment = comment[:64]
+	}
+	return status, comment
+}
+
+// AEPolicy accepts associations called to ae from the allowed calling AE
+// titles ("AE" from anywhere, "AE@host" from that host only; none listed:
+// any). Rejections follow PS3.8 §9.3.4: permanent, service user, reason 7
+// for a wrong called AE and reason 3 for a calling AE not recognized.
+func AEPolicy(ae string, allowed []string) dicomnet.Policy {
+	called := dicomnet.CalledAETitlePolicy(ae)
+	return func(ctx context.Context, rq *dicomnet.AssociateRequest) *dicomnet.AssociateRJ {
+		if rj := called(ctx, rq); rj != nil {
+			return rj
+		}
+		if len(allowed) == 0 {
+			return nil
+		}
+		calling := strings.TrimSpace(rq.PDU.CallingAETitle)
+		host := ""
+		if tcp, ok := rq.RemoteAddr.(*net.TCPAddr); ok {
+			host = tcp.IP.String()
+		}
+		for _, a := range allowed {
+			name, h, withHost := strings.Cut(a, "@")
+			if name != calling {
+				continue
+			}
+			if !withHost || sameHost(h, host) {
+				return nil
+			}
+		}
+		return &dicomnet.AssociateRJ{
+			Result: dicomnet.RejectPermanent,
+			Source: dicomnet.RejectSourceServiceUser,
+			Reason: dicomnet.RejectReasonCallingAETitleNotRecognized,
+		}
+	}
+}
+
+// sameHost compares a configured host (IP or name) with the peer's IP.
+func sameHost(configured, peerIP string) bool {
+	if configured == peerIP {
+		return true
+	}
+	ips, err := net.LookupIP(configured)
+	if err != nil {
+		return false
+	}
+	for _, ip := range ips {
+		if ip.String() == peerIP {
+			return true
+		}
+	}
+	return false
+}
+
+// StudyStable is the data of ih.dicom.study.stable.
+type StudyStable struct {
+	StudyInstanceUID        string    `json:"studyInstanceUID"`
+	AccessionNumber         string    `json:"accessionNumber,omitempty"`
+	IssuerOfAccessionNumber string    `json:"issuerOfAccessionNumber,omitempty"`
+	PatientID               string    `json:"patientID,omitempty"`
+	IssuerOfPatientID       string    `json:"issuerOfPatientID,omitempty"`
+	StudyDate               string    `json:"studyDate,omitempty"`
+	ModalitiesInStudy       []string  `json:"modalitiesInStudy"`
+	NumberOfSeries          int       `json:"numberOfStudyRelatedSeries"`
+	NumberOfInstances       int       `json:"numberOfStudyRelatedInstances"`
+	LastReceived            time.Time `json:"lastReceived"`
+}
+
+// pollStable emits ih.dicom.study.stable for studies whose timer falls
+// due. Across processes each timer is claimed by one poller; the event id
+// is derived from the study and its instance count, so a poller that dies
+// after committing and before completing the timer yields a repeat that
+// JetStream drops.
+func (in *Ingest) pollStable(ctx context.Context) error {
+	return in.rt.Coord.PollTimers(ctx, StableTimers, coord.PollOptions{Logger: in.log, MaxWait: 250 * time.Millisecond},
+		func(ctx context.Context, t coord.Timer) error { return EmitStable(ctx, in.rt, t.Key) })
+}
+
+// EmitStable commits the study-stable event of one study to the outbox.
+func EmitStable(ctx context.Context, rt *hub.Runtime, studyUID string) error {
+	st, err := rt.Catalog.GetStudy(ctx, studyUID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil // armed by an instance whose rows never committed
+	}
+	if err != nil {
+		return err
+	}
+	data := StudyStable{
+		StudyInstanceUID:        st.Study.StudyInstanceUID,
+		AccessionNumber:         st.Study.AccessionNumber,
+		IssuerOfAccessionNumber: st.Study.IssuerOfAccessionNumber,
+		PatientID:               st.Patient.PatientID,
+		IssuerOfPatientID:       st.Patient.IssuerOfPatientID,
+		StudyDate:               st.Study.StudyDate,
+		ModalitiesInStudy:       st.Study.ModalitiesInStudy,
+		NumberOfSeries:          st.Study.NumberOfStudyRelatedSeries,
+		NumberOfInstances:       st.Study.NumberOfStudyRelatedInstances,
+		LastReceived:            st.Study.LastReceived.UTC(),
+	}
+	ev, err := events.New(Source, events.TypeStudyStable, studyUID, data,
+		studyUID, fmt.Sprint(data.NumberOfInstances), data.LastReceived.Format(time.RFC3339Nano))
+	if err != nil {
+		return err
+	}
+	msg, err := outbox.Message(ev)
+	if err != nil {
+		return err
+	}
+	if err := rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		tx.AppendOutbox(msg)
+		return nil
+	}); err != nil {
+		return err
+	}
+	rt.Relay.Kick()
+	return nil
+}

@@ -1,0 +1,383 @@
+// Package ingest receives instances — over DICOM C-STORE here, over
+// STOW-RS through the same Storer — and files them: the data set streams
+// into the blob store behind a Part 10 File Meta Information group, only
+// its header is parsed, and the catalog rows commit together with the
+// ih.dicom.instance.stored event. Studies that stop receiving instances
+// are announced with ih.dicom.study.stable.
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imaginghub/imaginghub/blob"
+	"github.com/imaginghub/imaginghub/catalog"
+	"github.com/imaginghub/imaginghub/coord"
+	"github.com/imaginghub/imaginghub/dicomfile"
+	"github.com/imaginghub/imaginghub/dicomnet"
+	"github.com/imaginghub/imaginghub/events"
+	"github.com/imaginghub/imaginghub/outbox"
+)
+
+// Source is the CloudEvents source of ingest's events.
+const Source = "imaginghub/ingest"
+
+// StableTimers is the coordination timer set of study stability.
+const StableTimers = "study-stable"
+
+// Sentinel errors of Store; each maps to a C-STORE status (see Status).
+var (
+	// ErrUnreadable: the data set could not be parsed (0xC000).
+	ErrUnreadable = errors.New("ingest: data set cannot be understood")
+	// ErrMismatch: the data set does not match the request or lacks a
+	// required UID (0xA900).
+	ErrMismatch = errors.New("ingest: data set does not match the request")
+	// ErrOutOfResources: storage or the catalog is unavailable (0xA700).
+	ErrOutOfResources = errors.New("ingest: out of resources")
+	// ErrDuplicateRejected: the duplicate policy is reject (0x0111).
+	ErrDuplicateRejected = errors.New("ingest: duplicate SOP Instance UID refused")
+)
+
+// Request is one instance to store.
+type Request struct {
+	SOPClassUID       string // from the C-STORE command (Affected SOP Class UID)
+	SOPInstanceUID    string // from the C-STORE command (Affected SOP Instance UID)
+	TransferSyntaxUID string // of Data
+	CallingAE         string // the sender; "" for STOW-RS without one
+	// Data is the data set without File Meta Information, encoded in
+	// TransferSyntaxUID. It is read to the end.
+	Data io.Reader
+}
+
+// Result is what Store did.
+type Result struct {
+	Header    *dicomfile.Header
+	BlobKey   string
+	Size      int64
+	Duplicate bool
+}
+
+// InstanceStored is the data of ih.dicom.instance.stored. It carries the
+// keys consumers route and match on, not the patient's demographics.
+type InstanceStored struct {
+	StudyInstanceUID  string `json:"studyInstanceUID"`
+	SeriesInstanceUID string `json:"seriesInstanceUID"`
+	SOPInstanceUID    string `json:"sopInstanceUID"`
+	SOPClassUID       string `json:"sopClassUID"`
+	TransferSyntaxUID string `json:"transferSyntaxUID"`
+	Modality          string `json:"modality,omitempty"`
+	BodyPartExamined  string `json:"bodyPartExamined,omitempty"`
+	StudyDescription  string `json:"studyDescription,omitempty"`
+	InstitutionName   string `json:"institutionName,omitempty"`
+	AccessionNumber   string `json:"accessionNumber,omitempty"`
+	CallingAE         string `json:"callingAE,omitempty"`
+	BlobKey           string `json:"blobKey"`
+	Size              int64  `json:"size"`
+	Replaced          bool   `json:"replaced,omitempty"`
+}
+
+// Storer files instances. It is safe for concurrent use.
+type Storer struct {
+	Blobs       blob.Store
+	Catalog     *catalog.Catalog
+	Coord       *coord.Coordinator
+	Policy      catalog.DuplicatePolicy
+	StableAfter time.Duration
+	// Committed is called after each commit that wrote events (to wake
+	// the outbox relay); may be nil.
+	Committed func()
+	Log       *slog.Logger
+
+	metrics *metrics
+}
+
+type metrics struct {
+	stored     *prometheus.CounterVec
+	bytes      prometheus.Counter
+	duplicates prometheus.Counter
+	duration   prometheus.Histogram
+}
+
+// RegisterMetrics registers the storer's metrics on reg.
+func (s *Storer) RegisterMetrics(reg prometheus.Registerer) {
+	m := &metrics{
+		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imaginghub_ingest_instances_total", Help: "Instances received, by outcome.",
+		}, []string{"outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imaginghub_ingest_bytes_total", Help: "Bytes of instances stored.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imaginghub_ingest_duplicates_total", Help: "Instances received again under a stored SOP Instance UID.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imaginghub_ingest_store_seconds", Help: "Time to receive, write, index and commit one instance.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.stored, m.bytes, m.duplicates, m.duration)
+	}
+	s.metrics = m
+}
+
+func (s *Storer) count(outcome string) {
+	if s.metrics != nil {
+		s.metrics.stored.WithLabelValues(outcome).Inc()
+	}
+}
+
+// Store receives one instance. It returns only once the file and its
+// catalog rows are durable (or nothing was kept); errors wrap the
+// sentinels above.
+func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error) {
+	began := time.Now()
+	defer func() {
+		if err != nil {
+			io.Copy(io.Discard, req.Data)
+		}
+		if s.metrics == nil {
+			return
+		}
+		switch {
+		case err == nil && res.Duplicate:
+			s.count("duplicate")
+			s.metrics.duplicates.Inc()
+		case err == nil:
+			s.count("stored")
+			s.metrics.bytes.Add(float64(res.Size))
+			s.metrics.duration.Observe(time.Since(began).Seconds())
+		default:
+			s.count(outcome(err))
+		}
+	}()
+
+	if _, ok := dicomfile.LookupTransferSyntax(req.TransferSyntaxUID); !ok {
+		return res, fmt.Errorf("%w: transfer syntax %s", ErrUnreadable, req.TransferSyntaxUID)
+	}
+	w, err := s.Blobs.Create(ctx)
+	if err != nil {
+		return res, fmt.Errorf("%w: blob store: %v", ErrOutOfResources, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Abort()
+		}
+	}()
+	bw := &errWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	if _, err := dicomfile.WriteFileMeta(bw, dicomfile.FileMeta{
+		MediaStorageSOPClassUID:      req.SOPClassUID,
+		MediaStorageSOPInstanceUID:   req.SOPInstanceUID,
+		TransferSyntaxUID:            req.TransferSyntaxUID,
+		ImplementationClassUID:       dicomnet.ImplementationClassUID,
+		ImplementationVersionName:    dicomnet.ImplementationVersionName,
+		SourceApplicationEntityTitle: req.CallingAE,
+	}); err != nil {
+		return res, fmt.Errorf("%w: write file meta: %v", ErrOutOfResources, err)
+	}
+
+	// The header is parsed from the same bytes as they go to the file:
+	// what the parser reads (including its read-ahead) is written through
+	// the tee, and the rest of the data set is copied straight after it.
+	tee := io.TeeReader(req.Data, bw)
+	hdr, perr := dicomfile.ParseHeader(bufio.NewReaderSize(tee, 64<<10), req.TransferSyntaxUID)
+	if perr != nil {
+		return res, fmt.Errorf("%w: %v", ErrUnreadable, perr)
+	}
+	if _, err := io.Copy(bw, req.Data); err != nil {
+		if bw.err != nil {
+			return res, fmt.Errorf("%w: write: %v", ErrOutOfResources, err)
+		}
+		return res, fmt.Errorf("receive data set: %w", err)
+	}
+	if err := bw.w.Flush(); err != nil {
+		return res, fmt.Errorf("%w: write: %v", ErrOutOfResources, err)
+	}
+	if err := checkHeader(req, hdr); err != nil {
+		return res, err
+	}
+
+	// Each received copy gets its own key, so that a duplicate never
+	// overwrites the file a catalog row points at.
+	key := fmt.Sprintf("%s/%s/%s.%s.dcm", hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, strconv.FormatInt(time.Now().UnixNano(), 36))
+	size := w.Written()
+	if err := w.Commit(ctx, key); err != nil {
+		return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, err)
+	}
+	committed = true
+	res = Result{Header: hdr, BlobKey: key, Size: size}
+
+	// Arm the stability timer before the rows commit: a crash in between
+	// costs at most a stable event for a study that did not change, never a
+	// study that is never announced.
+	if err := s.Coord.ArmTimer(ctx, StableTimers, hdr.StudyInstanceUID, time.Now().Add(s.StableAfter)); err != nil {
+		s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		return res, fmt.Errorf("%w: coordination: %v", ErrOutOfResources, err)
+	}
+
+	ev, err := events.New(Source, events.TypeInstanceStored, hdr.StudyInstanceUID, InstanceStored{
+		StudyInstanceUID:  hdr.StudyInstanceUID,
+		SeriesInstanceUID: hdr.SeriesInstanceUID,
+		SOPInstanceUID:    hdr.SOPInstanceUID,
+		SOPClassUID:       hdr.SOPClassUID,
+		TransferSyntaxUID: req.TransferSyntaxUID,
+		Modality:          hdr.Modality,
+		BodyPartExamined:  hdr.BodyPartExamined,
+		StudyDescription:  hdr.StudyDescription,
+		InstitutionName:   hdr.InstitutionName,
+		AccessionNumber:   hdr.AccessionNumber,
+		CallingAE:         req.CallingAE,
+		BlobKey:           key,
+		Size:              size,
+		Replaced:          s.Policy == catalog.Replace,
+	}, hdr.SOPInstanceUID, key)
+	if err != nil {
+		return res, err
+	}
+	msg, err := outbox.Message(ev)
+	if err != nil {
+		return res, err
+	}
+	sr, err := s.Catalog.StoreInstance(ctx, record(req, hdr, key, size), s.Policy, msg)
+	if sr.UnusedBlobKey != "" {
+		if derr := s.Blobs.Delete(context.WithoutCancel(ctx), sr.UnusedBlobKey); derr != nil {
+			s.Log.Warn("could not delete unused file", "key", sr.UnusedBlobKey, "err", derr)
+		}
+	}
+	switch {
+	case errors.Is(err, catalog.ErrDuplicate):
+		res.Duplicate = true
+		return res, fmt.Errorf("%w: %s", ErrDuplicateRejected, hdr.SOPInstanceUID)
+	case errors.Is(err, catalog.ErrConflict):
+		s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		return res, fmt.Errorf("%w: %v", ErrMismatch, err)
+	case err != nil:
+		s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		if errors.Is(err, catalog.ErrInvalid) {
+			return res, fmt.Errorf("%w: %v", ErrMismatch, err)
+		}
+		return res, fmt.Errorf("%w: catalog: %v", ErrOutOfResources, err)
+	}
+	res.Duplicate = sr.Duplicate
+	if sr.Duplicate && s.Policy == catalog.KeepFirst {
+		res.BlobKey = sr.ExistingBlobKey
+	} else if s.Committed != nil {
+		s.Committed()
+	}
+	return res, nil
+}
+
+// checkHeader applies the checks PS3.4 §B.2.3 leaves to the SCP: the data
+// set must be the instance the command names and carry the UIDs the
+// archive files it under.
+func checkHeader(req Request, h *dicomfile.Header) error {
+	switch {
+	case h.SOPInstanceUID != req.SOPInstanceUID:
+		return fmt.Errorf("%w: SOP Instance UID (0008,0018) of the data set is %q, the request's Affected SOP Instance UID is %q",
+			ErrMismatch, h.SOPInstanceUID, req.SOPInstanceUID)
+	case h.SOPClassUID != req.SOPClassUID:
+		return fmt.Errorf("%w: SOP Class UID (0008,0016) of the data set is %q, the request's Affected SOP Class UID is %q",
+			ErrMismatch, h.SOPClassUID, req.SOPClassUID)
+	case !dicomfile.ValidUID(h.StudyInstanceUID):
+		return fmt.Errorf("%w: Study Instance UID (0020,000D) missing or invalid", ErrMismatch)
+	case !dicomfile.ValidUID(h.SeriesInstanceUID):
+		return fmt.Errorf("%w: Series Instance UID (0020,000E) missing or invalid", ErrMismatch)
+	case !dicomfile.ValidUID(h.SOPInstanceUID):
+		return fmt.Errorf("%w: SOP Instance UID (0008,0018) invalid", ErrMismatch)
+	}
+	return nil
+}
+
+func record(req Request, h *dicomfile.Header, key string, size int64) catalog.InstanceRecord {
+	return catalog.InstanceRecord{
+		Patient: catalog.Patient{
+			PatientID:         h.PatientID,
+			IssuerOfPatientID: h.IssuerOfPatientID,
+			PatientName:       h.PatientName,
+			PatientBirthDate:  h.PatientBirthDate,
+			PatientSex:        h.PatientSex,
+		},
+		Study: catalog.Study{
+			StudyInstanceUID:        h.StudyInstanceUID,
+			StudyDate:               h.StudyDate,
+			StudyTime:               h.StudyTime,
+			AccessionNumber:         h.AccessionNumber,
+			IssuerOfAccessionNumber: h.IssuerOfAccessionNumber,
+			ReferringPhysicianName:  h.ReferringPhysicianName,
+			StudyDescription:        h.StudyDescription,
+			StudyID:                 h.StudyID,
+		},
+		Series: catalog.Series{
+			SeriesInstanceUID: h.SeriesInstanceUID,
+			Modality:          h.Modality,
+			SeriesNumber:      atoi(h.SeriesNumber),
+			SeriesDescription: h.SeriesDescription,
+			BodyPartExamined:  h.BodyPartExamined,
+			Laterality:        h.Laterality,
+			SeriesDate:        h.SeriesDate,
+			SeriesTime:        h.SeriesTime,
+			StationName:       h.StationName,
+			InstitutionName:   h.InstitutionName,
+		},
+		Instance: catalog.Instance{
+			SOPInstanceUID:    h.SOPInstanceUID,
+			SOPClassUID:       h.SOPClassUID,
+			InstanceNumber:    atoi(h.InstanceNumber),
+			TransferSyntaxUID: req.TransferSyntaxUID,
+			NumberOfFrames:    h.NumberOfFrames,
+			Rows:              int(h.Rows),
+			Columns:           int(h.Columns),
+			BlobKey:           key,
+			SizeBytes:         size,
+			CallingAE:         req.CallingAE,
+		},
+	}
+}
+
+// atoi reads an IS value; a malformed one indexes as 0.
+func atoi(s string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// errWriter remembers a write error, to tell a failure of our disk from a
+// failure of the peer's stream during io.Copy.
+type errWriter struct {
+	w   *bufio.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func outcome(err error) string {
+	switch {
+	case errors.Is(err, ErrUnreadable):
+		return "unreadable"
+	case errors.Is(err, ErrMismatch):
+		return "mismatch"
+	case errors.Is(err, ErrOutOfResources):
+		return "out_of_resources"
+	case errors.Is(err, ErrDuplicateRejected):
+		return "duplicate_rejected"
+	}
+	return "failed"
+}
