@@ -251,4 +251,3 @@ func proposals(files []fileToSend) []dicomnet.ProposedContext {
 	}
 	return out
 }
-
