@@ -82,7 +82,11 @@ func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		c.log.DebugContext(ctx, "catalog transaction retried", "attempt", attempt, "err", err)
-		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
 	}
 	return err
 }
