@@ -33,6 +33,8 @@ type Config struct {
 	HTTP     HTTP     `yaml:"http"`
 	DICOM    DICOM    `yaml:"dicom"`
 	HL7      HL7      `yaml:"hl7"`
+	RIS      RIS      `yaml:"ris"`
+	PMS      PMS      `yaml:"pms"`
 	NATS     NATS     `yaml:"nats"`
 	Database Database `yaml:"database"`
 	Redis    Redis    `yaml:"redis"`
@@ -68,9 +70,28 @@ type DICOM struct {
 	DuplicatePolicy string `yaml:"duplicate_policy" help:"keep-first, replace or reject"`
 }
 
-// HL7 is the MLLP listener.
+// HL7 is the MLLP listener and the hub's identity in HL7 messages.
 type HL7 struct {
-	Addr string `yaml:"addr" help:"HL7 v2 MLLP listen address"`
+	Addr           string        `yaml:"addr" help:"HL7 v2 MLLP listen address"`
+	Application    string        `yaml:"application" help:"the hub's MSH-3 Sending Application in replies and outbound messages"`
+	Facility       string        `yaml:"facility" help:"the hub's MSH-4 Sending Facility"`
+	MaxMessageSize int           `yaml:"max_message_size" help:"largest MLLP message accepted, bytes; larger ones close the connection"`
+	MaxConnections int           `yaml:"max_connections" help:"concurrent MLLP connections"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout" help:"an MLLP connection silent this long is closed"`
+	TLSCert        string        `yaml:"tls_cert" help:"PEM certificate file: serve MLLP over TLS"`
+	TLSKey         string        `yaml:"tls_key" secret:"path" help:"PEM private key file for tls_cert"`
+	SendTimeout    time.Duration `yaml:"send_timeout" help:"outbound MLLP: wait this long for the ACK"`
+	SendAttempts   int           `yaml:"send_attempts" help:"outbound MLLP: tries before a message is dead-lettered"`
+}
+
+// RIS is the radiology information system the hub reports order status to.
+type RIS struct {
+	MLLPAddr string `yaml:"mllp_addr" help:"host:port of the RIS's MLLP listener for order status messages; empty: none sent"`
+}
+
+// PMS is the practice management (billing) system.
+type PMS struct {
+	MLLPAddr string `yaml:"mllp_addr" help:"host:port of the PMS's MLLP listener for DFT^P03 charges; empty: none sent"`
 }
 
 // NATS is the event backbone.
@@ -125,7 +146,16 @@ func Default() Config {
 			MaxPDULength:    1 << 20,
 			DuplicatePolicy: "keep-first",
 		},
-		HL7:    HL7{Addr: ":2575"},
+		HL7: HL7{
+			Addr:           ":2575",
+			Application:    "IMAGINGHUB",
+			Facility:       "IMAGINGHUB",
+			MaxMessageSize: 1 << 20,
+			MaxConnections: 1024,
+			IdleTimeout:    10 * time.Minute,
+			SendTimeout:    30 * time.Second,
+			SendAttempts:   10,
+		},
 		NATS:   NATS{Listen: "127.0.0.1:4223", Replicas: 1},
 		Redis:  Redis{KeyPrefix: "ih:"},
 		Study:  Study{StableAfter: 60 * time.Second},
@@ -303,6 +333,23 @@ func (c Config) Validate() error {
 		if err := checkAddr(addr); err != nil {
 			return bad(path, "%v", err)
 		}
+	}
+	for path, addr := range map[string]string{"ris.mllp_addr": c.RIS.MLLPAddr, "pms.mllp_addr": c.PMS.MLLPAddr} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return bad(path, "%q is not host:port", addr)
+		}
+	}
+	if (c.HL7.TLSCert == "") != (c.HL7.TLSKey == "") {
+		return bad("hl7.tls_cert", "set both hl7.tls_cert and hl7.tls_key, or neither")
+	}
+	if c.HL7.MaxMessageSize < 1024 {
+		return bad("hl7.max_message_size", "must be at least 1024")
+	}
+	if c.HL7.SendAttempts < 1 {
+		return bad("hl7.send_attempts", "must be at least 1")
 	}
 	if c.NATS.Listen != "" {
 		if err := checkAddr(c.NATS.Listen); err != nil {
