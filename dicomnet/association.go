@@ -282,9 +282,12 @@ func (a *Association) endOp(op *operation) {
 	if op != nil {
 		op.cancel(context.Canceled)
 	}
-	if a.op == op {
-		a.op = nil
+	if a.op != op {
+		// A later operation is running; its handler may keep the peer
+		// quiet for longer than the idle timeout.
+		return
 	}
+	a.op = nil
 	if a.idle > 0 {
 		a.conn.SetReadDeadline(time.Now().Add(a.idle))
 	}
