@@ -170,7 +170,10 @@ func (b *Bus) publishAsync(ctx context.Context, msgs []*nats.Msg, ids []string) 
 	errs := make([]error, len(msgs))
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
-		futures[i], errs[i] = b.js.PublishMsgAsync(m, jetstream.WithMsgID(ids[i]), jetstream.WithStallWait(b.opts.PublishTimeout))
+		// No retries inside the client: they would reuse m while the
+		// fallback below publishes it again.
+		futures[i], errs[i] = b.js.PublishMsgAsync(m, jetstream.WithMsgID(ids[i]),
+			jetstream.WithStallWait(b.opts.PublishTimeout), jetstream.WithRetryAttempts(0))
 	}
 	deadline := time.NewTimer(b.opts.PublishTimeout)
 	defer deadline.Stop()
@@ -195,7 +198,8 @@ func (b *Bus) publishAsync(ctx context.Context, msgs []*nats.Msg, ids []string) 
 		if ctx.Err() != nil {
 			errs[i] = fmt.Errorf("events: publish %s: %w (last error: %v)", msgs[i].Subject, ctx.Err(), errs[i])
 		} else {
-			_, errs[i] = b.publishMsg(ctx, msgs[i], ids[i])
+			// A copy: a late ack timer in the client may still hold msgs[i].
+			_, errs[i] = b.publishMsg(ctx, copyMsg(msgs[i]), ids[i])
 		}
 		failed = failed || errs[i] != nil
 	}
@@ -218,6 +222,15 @@ func (b *Bus) eventMsg(e Event) (*nats.Msg, error) {
 	m.Header.Set(HeaderEventID, e.ID)
 	m.Header.Set(HeaderEventType, e.Type)
 	return m, nil
+}
+
+func copyMsg(m *nats.Msg) *nats.Msg {
+	c := nats.NewMsg(m.Subject)
+	c.Data = m.Data
+	for k, v := range m.Header {
+		c.Header[k] = append([]string(nil), v...)
+	}
+	return c
 }
 
 func (b *Bus) rawMsg(msg Message) *nats.Msg {
