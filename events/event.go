@@ -1,5 +1,11 @@
 // Package events is the hub's event backbone: CloudEvents 1.0 envelopes on
 // NATS JetStream subjects named ih.<domain>.<event>.
+//
+// A Bus (Connect) publishes envelopes with Nats-Msg-Id set to the event id,
+// so JetStream drops a writer's retries; Consume runs idempotent handlers
+// over durable pull consumers with bounded retries, back-off and a
+// dead-letter stream that operators list, replay and discard.
+// StartEmbedded runs the NATS server in-process when no cluster is given.
 package events
 
 import (
