@@ -20,7 +20,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
@@ -490,4 +489,3 @@ func TestHubSCUStoresIntoStorescp(t *testing.T) {
 	}
 }
 
-var _ = catalog.KeepFirst

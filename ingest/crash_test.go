@@ -1,0 +1,206 @@
+package ingest_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imaginghub/imaginghub/config"
+	"github.com/imaginghub/imaginghub/dicomfile"
+	"github.com/imaginghub/imaginghub/dicomfile/synth"
+	"github.com/imaginghub/imaginghub/dicomnet"
+	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/hub/hubtest"
+	"github.com/imaginghub/imaginghub/ingest"
+)
+
+const childEnv = "IMAGINGHUB_TEST_INGEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(child())
+	}
+	os.Exit(m.Run())
+}
+
+// child runs a hub with ingest from the IMAGINGHUB_* environment until
+// killed, printing its DICOM address.
+func child() int {
+	cfg, err := config.Load("", os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx := context.Background()
+	rt, err := hub.Open(ctx, cfg, hubtest.Logger())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	in, err := ingest.New(rt)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	rt.Server.Add(in)
+	if err := rt.Server.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(in.Addr())
+	select {}
+}
+
+// kill -9 in the middle of a 500-instance transfer: after a restart every
+// instance that got Success is indexed and readable, no index row lacks
+// its file, and start-up removes the temporary files of the transfer cut
+// short.
+func TestKill9DuringTransfer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: skipped with -short")
+	}
+	cfg := hubtest.Config(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1",
+		"IMAGINGHUB_DATA_DIR="+cfg.Data.Dir,
+		"IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_DICOM_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=",
+		"IMAGINGHUB_NATS_URL="+cfg.NATS.URL, "IMAGINGHUB_DATABASE_URL="+cfg.Database.URL,
+		"IMAGINGHUB_REDIS_URL="+cfg.Redis.URL, "IMAGINGHUB_REDIS_KEY_PREFIX="+cfg.Redis.KeyPrefix,
+		"IMAGINGHUB_EVENTS_SUBJECT_PREFIX="+cfg.Events.SubjectPrefix, "IMAGINGHUB_EVENTS_STREAM_PREFIX="+cfg.Events.StreamPrefix)
+	cmd.Stderr = os.Stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	addr = strings.TrimSpace(addr)
+
+	// 500 instances over two associations; the child dies at a random
+	// moment after the first successes.
+	ctx := context.Background()
+	study := dicomfile.NewUID()
+	var mu sync.Mutex
+	var ok []string
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			as, err := dicomnet.Dial(ctx, addr, dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
+			if err != nil {
+				return
+			}
+			for i := w; i < 500; i += 2 {
+				var buf bytes.Buffer
+				synth.CT(&buf, synth.Options{Seed: int64(i), StudyInstanceUID: study, SeriesInstanceUID: synth.DerivedUID(1, study), InstanceNumber: i + 1, Rows: 256, Columns: 256})
+				meta, _ := dicomfile.ReadFileMeta(bytes.NewReader(buf.Bytes()))
+				st, err := as.Store(ctx, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID,
+					bytes.NewReader(buf.Bytes()[meta.DataSetOffset():]), nil)
+				if err != nil {
+					return // the hub died
+				}
+				if st == dicomnet.StatusSuccess {
+					mu.Lock()
+					ok = append(ok, meta.MediaStorageSOPInstanceUID)
+					mu.Unlock()
+				}
+			}
+			as.Release(ctx)
+		}()
+	}
+	// A third association is cut off in the middle of a data set, so the
+	// hub dies with a half-received file in its temporary area.
+	stalled, pw := io.Pipe()
+	go func() {
+		as, err := dicomnet.Dial(ctx, addr, dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
+		if err != nil {
+			return
+		}
+		as.Store(ctx, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5.6.7.8", dicomfile.ImplicitVRLittleEndian, stalled, nil)
+	}()
+	var half bytes.Buffer
+	synth.CT(&half, synth.Options{Seed: 999, StudyInstanceUID: study})
+	meta, _ := dicomfile.ReadFileMeta(bytes.NewReader(half.Bytes()))
+	go pw.Write(half.Bytes()[meta.DataSetOffset() : meta.DataSetOffset()+300000])
+	for {
+		mu.Lock()
+		n := len(ok)
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+	for i := 0; i < 200; i++ {
+		if tmp, _ := filepath.Glob(filepath.Join(cfg.Data.Dir, "blobs", "tmp", "*")); len(tmp) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	defer pw.CloseWithError(io.ErrClosedPipe)
+	cmd.Wait()
+	wg.Wait()
+	if len(ok) >= 500 {
+		t.Fatal("the transfer finished before the kill; nothing was tested")
+	}
+	tmp, _ := filepath.Glob(filepath.Join(cfg.Data.Dir, "blobs", "tmp", "*"))
+	if len(tmp) == 0 {
+		t.Fatal("no temporary file left by the cut transfer")
+	}
+	t.Logf("killed after %d acknowledged instances; %d temporary files left", len(ok), len(tmp))
+
+	// Restart: start-up cleans temporary files.
+	rt, _ := startHub(t, cfg)
+	if left, _ := filepath.Glob(filepath.Join(cfg.Data.Dir, "blobs", "tmp", "*")); len(left) != 0 {
+		t.Fatalf("temporary files after restart: %v", left)
+	}
+	for _, sop := range ok {
+		inst, err := rt.Catalog.GetInstance(ctx, sop)
+		if err != nil {
+			t.Fatalf("acknowledged instance %s: %v", sop, err)
+		}
+		b := readBlob(t, rt, inst.BlobKey)
+		if _, h, err := parseStored(b); err != nil || h.SOPInstanceUID != sop {
+			t.Fatalf("acknowledged instance %s unreadable: %v", sop, err)
+		}
+	}
+	rows := 0
+	for ref, err := range rt.Catalog.InstanceBlobKeys(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows++
+		if _, err := rt.Blobs.Stat(ctx, ref.BlobKey); err != nil {
+			t.Fatalf("index row %+v lacks its file: %v", ref, err)
+		}
+	}
+	if rows < len(ok) {
+		t.Fatalf("%d rows for %d acknowledged instances", rows, len(ok))
+	}
+}
+
+func parseStored(b []byte) (dicomfile.FileMeta, *dicomfile.Header, error) {
+	meta, err := dicomfile.ReadFileMeta(bytes.NewReader(b))
+	if err != nil {
+		return meta, nil, err
+	}
+	h, err := dicomfile.ParseHeader(bytes.NewReader(b[meta.DataSetOffset():]), meta.TransferSyntaxUID)
+	return meta, h, err
+}
