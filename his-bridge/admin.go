@@ -1,0 +1,131 @@
+package hisbridge
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/imaginghub/imaginghub/catalog"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// likePrefix escapes LIKE wildcards so that a search value is a literal
+// prefix.
+func likePrefix(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s) + "%"
+}
+
+// paging reads limit (1–1000, default 100) and offset.
+func paging(r *http.Request) (limit, offset int, err error) {
+	limit = 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
+			return 0, 0, errors.New("limit must be 1 to 1000")
+		}
+	}
+	if s := r.URL.Query().Get("offset"); s != "" {
+		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
+			return 0, 0, errors.New("offset must be a non-negative integer")
+		}
+	}
+	return limit, offset, nil
+}
+
+// listPatients serves GET /api/patients: ?identifier= (CX.1, optionally
+// "value^authority"), ?name= (family name prefix, case-insensitive),
+// limit, offset. Merged-away records are included with mergedInto set.
+func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	limit, offset, err := paging(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	q := r.URL.Query()
+	where := []string{"1 = 1"}
+	var args []any
+	if id := q.Get("identifier"); id != "" {
+		value, authority, withAuthority := strings.Cut(id, "^")
+		if withAuthority {
+			where = append(where, `id IN (SELECT patient_ref FROM registry_patient_identifiers WHERE id_number = ? AND assigning_authority = ?)`)
+			args = append(args, value, authority)
+		} else {
+			where = append(where, `id IN (SELECT patient_ref FROM registry_patient_identifiers WHERE id_number = ?)`)
+			args = append(args, value)
+		}
+	}
+	if name := q.Get("name"); name != "" {
+		where = append(where, `name_search LIKE ? ESCAPE '\'`)
+		args = append(args, likePrefix(strings.ToLower(name)))
+	}
+	args = append(args, limit, offset)
+	out := []Patient{}
+	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT `+patientColumns+` FROM registry_patients WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			p, err := scanPatient(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i := range out {
+			if err := loadDetails(ctx, tx, &out[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.log.Error("list patients", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getPatient serves GET /api/patients/{id}.
+func (b *Bridge) getPatient(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		writeError(w, http.StatusBadRequest, "patient id must be a positive integer")
+		return
+	}
+	var p Patient
+	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		var err error
+		p, err = loadPatient(ctx, tx, id)
+		return err
+	})
+	switch {
+	case errors.Is(err, errNotFound):
+		writeError(w, http.StatusNotFound, "patient not found")
+	case err != nil:
+		b.log.Error("get patient", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+	default:
+		writeJSON(w, http.StatusOK, p)
+	}
+}

@@ -1,0 +1,503 @@
+// Package hisbridge is the component "his-bridge": it keeps the hub's
+// patient registry from the HIS's ADT messages (IHE RAD-1 Patient
+// Registration, RAD-12 Patient Update) and announces each change as
+// ih.patient.created, ih.patient.updated or ih.patient.merged.
+//
+// Messages reach it through the HL7 listener (package hl7intake), which
+// stores every accepted ADT on the stream IH_HL7_IN under ihhl7.in.his.ADT.
+// The bridge consumes that stream with a durable consumer; each message's
+// effect, its processed-message key and its events commit in one catalog
+// transaction, so a redelivered or resent message changes nothing twice.
+package hisbridge
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imaginghub/imaginghub/catalog"
+	"github.com/imaginghub/imaginghub/events"
+	"github.com/imaginghub/imaginghub/hl7intake"
+	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/outbox"
+)
+
+// Source is the CloudEvents source of the bridge's events.
+const Source = "imaginghub/his-bridge"
+
+// Domain is the bridge's subject token on the intake stream.
+const Domain = "his"
+
+// ConsumerName is the durable consumer (and dead-letter subject token).
+const ConsumerName = "his-bridge"
+
+// Routes are the messages the HL7 listener accepts for this bridge.
+func Routes() []hl7intake.Route {
+	return []hl7intake.Route{{Domain: Domain, MessageType: "ADT", TriggerEvents: TriggerEvents(), Validate: Validate}}
+}
+
+// Bridge is the component.
+type Bridge struct {
+	rt   *hub.Runtime
+	log  *slog.Logger
+	cons *events.Consumer
+	// MaxDeliver and BackOff bound retries before a message is
+	// dead-lettered; zero values take the events package defaults.
+	MaxDeliver int
+	BackOff    []time.Duration
+}
+
+// New builds the bridge on rt and registers its admin routes
+// (GET /api/patients, GET /api/patients/{id}).
+func New(rt *hub.Runtime) (*Bridge, error) {
+	b := &Bridge{rt: rt, log: rt.Log.With("component", ConsumerName)}
+	rt.Server.Mux.HandleFunc("GET /api/patients", b.listPatients)
+	rt.Server.Mux.HandleFunc("GET /api/patients/{id}", b.getPatient)
+	return b, nil
+}
+
+// Name implements hub.Component.
+func (b *Bridge) Name() string { return ConsumerName }
+
+// Start implements hub.Component: it starts consuming ADT messages.
+func (b *Bridge) Start(ctx context.Context) error {
+	if _, err := b.rt.Bus.EnsureStream(ctx, hl7intake.StreamSpec()); err != nil {
+		return fmt.Errorf("his-bridge: stream: %w", err)
+	}
+	cons, err := b.rt.Bus.ConsumeRaw(ctx, events.ConsumerSpec{
+		Name:        ConsumerName,
+		Description: "patient registry from ADT",
+		Stream:      hl7intake.StreamName,
+		// One filter subject: NATS servers before 2.10 take no more.
+		FilterSubjects: []string{hl7intake.DomainFilter(Domain)},
+		MaxDeliver:     b.MaxDeliver,
+		BackOff:        b.BackOff,
+		// Messages about one patient must apply in the order sent.
+		Concurrency: 1,
+	}, b.handle)
+	if err != nil {
+		return fmt.Errorf("his-bridge: %w", err)
+	}
+	b.cons = cons
+	rt := b.rt
+	rt.Server.AddCheck("his-bridge consumer", func(context.Context) error {
+		select {
+		case <-cons.Done():
+			return errors.New("stopped")
+		default:
+			return nil
+		}
+	})
+	return nil
+}
+
+// Shutdown implements hub.Component: the message in hand is finished.
+func (b *Bridge) Shutdown(ctx context.Context) error {
+	if b.cons == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { b.cons.Stop(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Bridge) handle(ctx context.Context, d events.Delivery) error {
+	msg, key, err := hl7intake.Decode(d)
+	if err != nil {
+		return err
+	}
+	if msg.Header().MessageType != "ADT" {
+		return events.Permanent(fmt.Errorf("his-bridge: unexpected message type %s", msg.Header().MessageType))
+	}
+	adt, errs := ParseADT(msg)
+	if len(errs) > 0 {
+		return events.Permanent(fmt.Errorf("his-bridge: %s", errs[0].Text))
+	}
+	var evs []events.Event
+	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		evs = evs[:0]
+		first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, key, "ADT^"+adt.TriggerEvent)
+		if err != nil || !first {
+			return err
+		}
+		evs, err = Apply(ctx, tx, adt, key)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			m, err := outbox.Message(e)
+			if err != nil {
+				return err
+			}
+			tx.AppendOutbox(m)
+		}
+		return nil
+	})
+	if err != nil {
+		b.log.Warn("ADT message not applied", "trigger", adt.TriggerEvent, "delivery", d.NumDelivered, "err", err)
+		return err
+	}
+	if len(evs) > 0 {
+		b.rt.Relay.Kick()
+	}
+	b.log.Debug("ADT applied", "trigger", adt.TriggerEvent, "events", len(evs))
+	return nil
+}
+
+// PatientEvent is the data of ih.patient.created, ih.patient.updated and
+// ih.patient.merged: the patient as the registry now holds it, with the
+// visit the message was about.
+type PatientEvent struct {
+	Patient
+	// TriggerEvent is the ADT trigger (MSH-9.2) that caused the change.
+	TriggerEvent string `json:"triggerEvent"`
+	Visit        *Visit `json:"visit,omitempty"`
+	// PriorIdentifiers (merges) are MRG-1, the identifiers retired into
+	// this patient; PriorPatientID is the registry id of the merged-away
+	// record when the registry knew it.
+	PriorIdentifiers []Identifier `json:"priorIdentifiers,omitempty"`
+	PriorPatientID   int64        `json:"priorPatientId,omitempty"`
+}
+
+// Apply makes an ADT message's change in tx and returns the events to
+// announce it. key is the message's key, from which event ids derive.
+func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Event, error) {
+	now := time.Now()
+	var typ string
+	var id, priorID int64
+	switch {
+	case slices.Contains(mergeEvents, a.TriggerEvent):
+		typ = events.TypePatientMerged
+		var err error
+		priorID, err = findPatient(ctx, tx, a.PriorIdentifiers)
+		if err != nil {
+			return nil, err
+		}
+		id, _, err = upsertPatient(ctx, tx, a, now)
+		if err != nil {
+			return nil, err
+		}
+		if priorID == id {
+			priorID = 0 // the prior identifiers already lead here
+		}
+		if priorID != 0 {
+			// PIR: the retired record points to the survivor and its
+			// visits move there; its identifiers stay on it so that a
+			// lookup by a retired identifier finds the survivor.
+			if _, err := tx.ExecContext(ctx, `UPDATE registry_patients SET merged_into = ?, updated_at = ? WHERE id = ?`, id, tx.Time(now), priorID); err != nil {
+				return nil, err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE registry_visits SET patient_ref = ? WHERE patient_ref = ? AND visit_number NOT IN (SELECT visit_number FROM registry_visits WHERE patient_ref = ?)`, id, priorID, id); err != nil {
+				return nil, err
+			}
+		} else {
+			// The prior identifiers were unknown: record them on a retired
+			// record, so that later lookups by them find the survivor.
+			ids := unknownIdentifiers(ctx, tx, a.PriorIdentifiers)
+			if len(ids) > 0 {
+				if err := tx.QueryRowContext(ctx, `INSERT INTO registry_patients (merged_into, created_at, updated_at) VALUES (?, ?, ?) RETURNING id`, id, tx.Time(now), tx.Time(now)).Scan(&priorID); err != nil {
+					return nil, err
+				}
+				if err := addIdentifiers(ctx, tx, priorID, ids); err != nil {
+					return nil, err
+				}
+			}
+		}
+	default:
+		var created bool
+		var err error
+		id, created, err = upsertPatient(ctx, tx, a, now)
+		if err != nil {
+			return nil, err
+		}
+		typ = events.TypePatientUpdated
+		if created {
+			typ = events.TypePatientCreated
+		}
+	}
+	var visit *Visit
+	if a.Visit != nil {
+		v, err := applyVisit(ctx, tx, id, a, now)
+		if err != nil {
+			return nil, err
+		}
+		visit = v
+	}
+	p, err := loadPatient(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	data := PatientEvent{Patient: p, TriggerEvent: a.TriggerEvent, Visit: visit, PriorIdentifiers: a.PriorIdentifiers, PriorPatientID: priorID}
+	ev, err := events.New(Source, typ, strconv.FormatInt(id, 10), data, key, typ)
+	if err != nil {
+		return nil, err
+	}
+	return []events.Event{ev}, nil
+}
+
+// findPatient returns the registry id of the patient any of ids names,
+// following merges to the surviving record; 0 if none.
+func findPatient(ctx context.Context, tx *catalog.Tx, ids []Identifier) (int64, error) {
+	for _, i := range ids {
+		var ref int64
+		err := tx.QueryRowContext(ctx, `SELECT patient_ref FROM registry_patient_identifiers WHERE id_number = ? AND assigning_authority = ?`,
+			i.IDNumber, i.AssigningAuthority).Scan(&ref)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		return survivor(ctx, tx, ref)
+	}
+	return 0, nil
+}
+
+// survivor follows merged_into links; a cycle (which merges never create,
+// but an operator's hand edit might) stops after a bounded walk.
+func survivor(ctx context.Context, tx *catalog.Tx, id int64) (int64, error) {
+	for range 32 {
+		var next sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT merged_into FROM registry_patients WHERE id = ?`, id).Scan(&next); err != nil {
+			return 0, err
+		}
+		if !next.Valid {
+			return id, nil
+		}
+		id = next.Int64
+	}
+	return id, nil
+}
+
+func unknownIdentifiers(ctx context.Context, tx *catalog.Tx, ids []Identifier) []Identifier {
+	var out []Identifier
+	for _, i := range ids {
+		var ref int64
+		err := tx.QueryRowContext(ctx, `SELECT patient_ref FROM registry_patient_identifiers WHERE id_number = ? AND assigning_authority = ?`,
+			i.IDNumber, i.AssigningAuthority).Scan(&ref)
+		if errors.Is(err, sql.ErrNoRows) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func addIdentifiers(ctx context.Context, tx *catalog.Tx, patient int64, ids []Identifier) error {
+	for _, i := range ids {
+		// An identifier already held by another record stays there: moving
+		// identifiers between patients is what a merge message is for.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_patient_identifiers (id_number, assigning_authority, identifier_type_code, patient_ref)
+			VALUES (?, ?, ?, ?) ON CONFLICT (id_number, assigning_authority) DO NOTHING`,
+			i.IDNumber, i.AssigningAuthority, i.IdentifierTypeCode, patient); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upsertPatient creates the patient PID-3 names or updates it. Empty
+// fields leave stored values alone; the HL7 null "" clears them.
+func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (int64, bool, error) {
+	id, err := findPatient(ctx, tx, a.Identifiers)
+	if err != nil {
+		return 0, false, err
+	}
+	cols := []struct {
+		name, value string
+	}{
+		{"family_name", a.Name.Family}, {"given_name", a.Name.Given}, {"middle_name", a.Name.Middle},
+		{"name_suffix", a.Name.Suffix}, {"name_prefix", a.Name.Prefix},
+		{"name_search", strings.ToLower(a.Name.Family)},
+		{"birth_date", a.BirthDate}, {"sex", a.Sex},
+		{"address_street", a.Address.Street}, {"address_other", a.Address.Other}, {"address_city", a.Address.City},
+		{"address_state", a.Address.State}, {"address_postal_code", a.Address.PostalCode}, {"address_country", a.Address.Country},
+		{"phone", a.Phone},
+	}
+	created := false
+	if id == 0 {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO registry_patients (created_at, updated_at) VALUES (?, ?) RETURNING id`, tx.Time(now), tx.Time(now)).Scan(&id); err != nil {
+			return 0, false, err
+		}
+		created = true
+	}
+	set := []string{"updated_at = ?"}
+	args := []any{tx.Time(now)}
+	for _, c := range cols {
+		switch c.value {
+		case "":
+			continue
+		case null, strings.ToLower(null):
+			set = append(set, c.name+" = ''")
+		default:
+			set = append(set, c.name+" = ?")
+			args = append(args, c.value)
+		}
+	}
+	args = append(args, id)
+	if _, err := tx.ExecContext(ctx, `UPDATE registry_patients SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
+		return 0, false, err
+	}
+	if err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
+		return 0, false, err
+	}
+	return id, created, nil
+}
+
+// applyVisit records PV1 for the patient: registration events open or
+// update the visit; A03 discharges it, A11 cancels the admit and A13
+// cancels the discharge (HL7 2.5.1 §3.3.3, §3.3.11, §3.3.13).
+func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, a ADT, now time.Time) (*Visit, error) {
+	v := *a.Visit
+	switch a.TriggerEvent {
+	case "A03":
+		v.Status = "discharged"
+		if v.DischargeTime == "" {
+			v.DischargeTime = a.EventTime
+		}
+	case "A11":
+		v.Status = "cancelled"
+	case "A13":
+		v.Status = "active"
+	case "A05":
+		v.Status = "pending"
+	case "A08", "A31", "A28", "A40", "A34", "A39":
+		v.Status = "" // leave as is
+	default:
+		v.Status = "active"
+	}
+	var id int64
+	var status, discharge string
+	err := tx.QueryRowContext(ctx, `SELECT id, status, discharge_time FROM registry_visits WHERE patient_ref = ? AND visit_number = ?`, patient, v.VisitNumber).Scan(&id, &status, &discharge)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if v.Status == "" {
+			v.Status = "active"
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO registry_visits (patient_ref, visit_number, patient_class, assigned_location, attending_doctor,
+			referring_doctor, admit_time, discharge_time, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			patient, v.VisitNumber, v.PatientClass, v.AssignedLocation, v.AttendingDoctor, v.ReferringDoctor, v.AdmitTime, v.DischargeTime, v.Status, tx.Time(now))
+		if err != nil {
+			return nil, err
+		}
+		return &v, nil
+	case err != nil:
+		return nil, err
+	}
+	if v.Status == "" {
+		v.Status = status
+	}
+	if a.TriggerEvent == "A13" {
+		v.DischargeTime = ""
+	} else if v.DischargeTime == "" {
+		v.DischargeTime = discharge
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE registry_visits SET
+		patient_class = CASE WHEN ? = '' THEN patient_class ELSE ? END,
+		assigned_location = CASE WHEN ? = '' THEN assigned_location ELSE ? END,
+		attending_doctor = CASE WHEN ? = '' THEN attending_doctor ELSE ? END,
+		referring_doctor = CASE WHEN ? = '' THEN referring_doctor ELSE ? END,
+		admit_time = CASE WHEN ? = '' THEN admit_time ELSE ? END,
+		discharge_time = ?, status = ?, updated_at = ? WHERE id = ?`,
+		v.PatientClass, v.PatientClass, v.AssignedLocation, v.AssignedLocation, v.AttendingDoctor, v.AttendingDoctor,
+		v.ReferringDoctor, v.ReferringDoctor, v.AdmitTime, v.AdmitTime, v.DischargeTime, v.Status, tx.Time(now), id)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// errNotFound is returned by loadPatient for an unknown id.
+var errNotFound = errors.New("his-bridge: patient not found")
+
+// Patient is a registry record.
+type Patient struct {
+	ID          int64        `json:"id"`
+	Identifiers []Identifier `json:"identifiers"`
+	Name        PersonName   `json:"name"`
+	BirthDate   string       `json:"birthDate,omitempty"`
+	Sex         string       `json:"sex,omitempty"`
+	Address     Address      `json:"address"`
+	Phone       string       `json:"phone,omitempty"`
+	// MergedInto is the surviving record of a merged-away patient.
+	MergedInto int64     `json:"mergedInto,omitempty"`
+	Visits     []Visit   `json:"visits,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+const patientColumns = `id, family_name, given_name, middle_name, name_suffix, name_prefix, birth_date, sex, address_street, address_other,
+	address_city, address_state, address_postal_code, address_country, phone, merged_into, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanPatient(r scanner) (Patient, error) {
+	var p Patient
+	var merged sql.NullInt64
+	var created, updated any
+	err := r.Scan(&p.ID, &p.Name.Family, &p.Name.Given, &p.Name.Middle, &p.Name.Suffix, &p.Name.Prefix, &p.BirthDate, &p.Sex,
+		&p.Address.Street, &p.Address.Other, &p.Address.City, &p.Address.State, &p.Address.PostalCode, &p.Address.Country,
+		&p.Phone, &merged, &created, &updated)
+	p.MergedInto = merged.Int64
+	p.CreatedAt, p.UpdatedAt = hl7intake.ScanTime(created), hl7intake.ScanTime(updated)
+	return p, err
+}
+
+func loadPatient(ctx context.Context, tx *catalog.Tx, id int64) (Patient, error) {
+	p, err := scanPatient(tx.QueryRowContext(ctx, `SELECT `+patientColumns+` FROM registry_patients WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Patient{}, errNotFound
+	}
+	if err != nil {
+		return Patient{}, err
+	}
+	if err := loadDetails(ctx, tx, &p); err != nil {
+		return Patient{}, err
+	}
+	return p, nil
+}
+
+func loadDetails(ctx context.Context, tx *catalog.Tx, p *Patient) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id_number, assigning_authority, identifier_type_code FROM registry_patient_identifiers WHERE patient_ref = ? ORDER BY id_number, assigning_authority`, p.ID)
+	if err != nil {
+		return err
+	}
+	p.Identifiers = []Identifier{}
+	for rows.Next() {
+		var i Identifier
+		if err := rows.Scan(&i.IDNumber, &i.AssigningAuthority, &i.IdentifierTypeCode); err != nil {
+			rows.Close()
+			return err
+		}
+		p.Identifiers = append(p.Identifiers, i)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT visit_number, patient_class, assigned_location, attending_doctor, referring_doctor, admit_time, discharge_time, status
+		FROM registry_visits WHERE patient_ref = ? ORDER BY id`, p.ID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v Visit
+		if err := rows.Scan(&v.VisitNumber, &v.PatientClass, &v.AssignedLocation, &v.AttendingDoctor, &v.ReferringDoctor, &v.AdmitTime, &v.DischargeTime, &v.Status); err != nil {
+			return err
+		}
+		p.Visits = append(p.Visits, v)
+	}
+	return rows.Err()
+}
+
