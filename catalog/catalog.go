@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -67,6 +68,9 @@ type Catalog struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	stmts  sync.Map // SQLite: query → *sql.Stmt prepared on the writer
+	nstmts atomic.Int64
 }
 
 // Open connects to the catalog named by rawURL, applies pending schema

@@ -21,6 +21,48 @@ type Tx struct {
 	c      *Catalog
 	tx     *sql.Tx
 	outbox []OutboxMessage
+	misses []string // statements to prepare once the connection is free
+}
+
+// maxCachedStmts bounds the SQLite statement cache.
+const maxCachedStmts = 256
+
+// stmt returns the cached prepared form of query for this transaction, or
+// nil. On SQLite, parsing and planning a statement costs more than running
+// it, so statements are prepared once on the single writer connection and
+// reused; they cannot be prepared while this transaction holds that
+// connection, so a miss is prepared after it ends. PostgreSQL's pgx keeps
+// its own statement cache.
+func (tx *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if tx.c.d.name != "sqlite" {
+		return nil
+	}
+	if s, ok := tx.c.stmts.Load(query); ok {
+		return tx.tx.StmtContext(ctx, s.(*sql.Stmt))
+	}
+	tx.misses = append(tx.misses, query)
+	return nil
+}
+
+// prepareMisses prepares the statements a finished transaction missed.
+func (c *Catalog) prepareMisses(ctx context.Context, misses []string) {
+	for _, q := range misses {
+		if c.nstmts.Load() >= maxCachedStmts {
+			return
+		}
+		if _, ok := c.stmts.Load(q); ok {
+			continue
+		}
+		s, err := c.writer.PrepareContext(ctx, q)
+		if err != nil {
+			continue // the statement runs unprepared
+		}
+		if _, loaded := c.stmts.LoadOrStore(q, s); loaded {
+			s.Close()
+			continue
+		}
+		c.nstmts.Add(1)
+	}
 }
 
 // Backend names the database: "sqlite" or "postgres", for the rare
@@ -29,19 +71,33 @@ func (tx *Tx) Backend() string { return tx.c.d.name }
 
 // ExecContext runs a statement in the transaction.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	r, err := tx.tx.ExecContext(ctx, tx.c.d.rebind(query), args...)
+	q := tx.c.d.rebind(query)
+	if s := tx.stmt(ctx, q); s != nil {
+		r, err := s.ExecContext(ctx, args...)
+		return r, tx.c.d.wrap(err)
+	}
+	r, err := tx.tx.ExecContext(ctx, q, args...)
 	return r, tx.c.d.wrap(err)
 }
 
 // QueryContext runs a query in the transaction.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	r, err := tx.tx.QueryContext(ctx, tx.c.d.rebind(query), args...)
+	q := tx.c.d.rebind(query)
+	if s := tx.stmt(ctx, q); s != nil {
+		r, err := s.QueryContext(ctx, args...)
+		return r, tx.c.d.wrap(err)
+	}
+	r, err := tx.tx.QueryContext(ctx, q, args...)
 	return r, tx.c.d.wrap(err)
 }
 
 // QueryRowContext runs a query expected to return at most one row.
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return tx.tx.QueryRowContext(ctx, tx.c.d.rebind(query), args...)
+	q := tx.c.d.rebind(query)
+	if s := tx.stmt(ctx, q); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return tx.tx.QueryRowContext(ctx, q, args...)
 }
 
 // Time encodes t for a timestamp column of this backend.
@@ -98,6 +154,9 @@ func (c *Catalog) inTxOnce(ctx context.Context, fn func(tx *Tx) error) (err erro
 	}
 	tx := &Tx{c: c, tx: sqlTx}
 	defer func() {
+		if len(tx.misses) > 0 {
+			defer c.prepareMisses(context.WithoutCancel(ctx), tx.misses)
+		}
 		if p := recover(); p != nil {
 			_ = sqlTx.Rollback()
 			panic(p)

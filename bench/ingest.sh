@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Ingest benchmark: 500 synthetic CT instances (512x512, 16-bit, Implicit VR
+# LE) sent with DCMTK storescu over one association to
+#   - the hub (imaginghub serve, embedded defaults: SQLite, embedded NATS),
+#   - DCMTK storescp (writes files, indexes nothing),
+#   - Orthanc (Debian package "orthanc"), when installed,
+# in the same run, then 4 storescu processes in parallel against the hub,
+# and one 1 GiB multi-frame instance with the hub's peak RSS.
+#
+# Fairness: Debian's DCMTK and Orthanc leave Nagle's algorithm on, which
+# stalls every C-STORE response ~40 ms on loopback. bench/nodelay.c, built
+# here and LD_PRELOADed into storescu, storescp and Orthanc, sets
+# TCP_NODELAY on their sockets; the hub sets it itself.
+#
+# Usage: bash bench/ingest.sh [N_INSTANCES]   (needs dcmtk; gcc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-500}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+for t in storescu storescp; do command -v $t >/dev/null || { echo "needs DCMTK ($t): apt-get install dcmtk"; exit 1; }; done
+gcc -shared -fPIC -O2 -o "$work/nodelay.so" bench/nodelay.c -ldl
+export LD_PRELOAD_SHIM="$work/nodelay.so"
+go build -o "$work/imaginghub" ./cmd/imaginghub
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open"; exit 1; }
+now() { date +%s.%N; }
+rate() { python3 -c "import sys; n,s,b=float(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); print(f'{n/s:8.1f} inst/s {b/1e6/s:8.1f} MB/s ({s:.2f} s)')" "$@"; }
+
+"$work/imaginghub" dicom synth --instances "$N" --seed 42 "$work/ct" >/dev/null
+bytes=$(du -cb "$work"/ct/*.dcm | tail -1 | cut -f1)
+files=("$work"/ct/*.dcm)
+echo "== $N instances, $((bytes/1024/1024)) MiB, storescu $(storescu --version | head -1 | awk '{print $2}')"
+
+send() { # port aet files...
+  local port=$1 aet=$2; shift 2
+  LD_PRELOAD="$LD_PRELOAD_SHIM" storescu -xi -aec "$aet" 127.0.0.1 "$port" "$@"
+}
+
+start_hub() {
+  local dir=$1
+  hub_http=$(free_port); hub_dicom=$(free_port)
+  IMAGINGHUB_DATA_DIR="$dir" IMAGINGHUB_HTTP_ADDR=127.0.0.1:$hub_http IMAGINGHUB_DICOM_ADDR=127.0.0.1:$hub_dicom \
+    IMAGINGHUB_HL7_ADDR=127.0.0.1:$(free_port) IMAGINGHUB_NATS_LISTEN= IMAGINGHUB_LOG_LEVEL=warn \
+    "$work/imaginghub" serve 2>>"$work/hub.log" &
+  hub_pid=$!; pids+=($hub_pid)
+  for _ in $(seq 1 200); do curl -sf "127.0.0.1:$hub_http/readyz" >/dev/null && return 0; sleep 0.05; done
+  echo "hub did not become ready"; cat "$work/hub.log"; exit 1
+}
+
+# --- the hub, one association
+start_hub "$work/hub1"
+t0=$(now); send "$hub_dicom" IMAGINGHUB "${files[@]}"; t1=$(now)
+hub_s=$(python3 -c "print($t1-$t0)")
+echo "hub        1 assoc: $(rate "$N" "$hub_s" "$bytes")"
+kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
+
+# --- DCMTK storescp
+p=$(free_port); mkdir -p "$work/scp"
+LD_PRELOAD="$LD_PRELOAD_SHIM" storescp -aet STORESCP -od "$work/scp" "$p" & pids+=($!); scp_pid=$!
+wait_port "$p"
+t0=$(now); send "$p" STORESCP "${files[@]}"; t1=$(now)
+scp_s=$(python3 -c "print($t1-$t0)")
+echo "storescp   1 assoc: $(rate "$N" "$scp_s" "$bytes")"
+kill "$scp_pid" 2>/dev/null || true
+
+# --- Orthanc
+orthanc_s=""
+if command -v Orthanc >/dev/null; then
+  p=$(free_port); hp=$(free_port); mkdir -p "$work/orthanc"
+  cat > "$work/orthanc/config.json" <<JSON
+{ "Name": "bench", "StorageDirectory": "$work/orthanc/db", "IndexDirectory": "$work/orthanc/db",
+  "DicomAet": "ORTHANC", "DicomPort": $p, "HttpPort": $hp, "RemoteAccessAllowed": false,
+  "DicomCheckCalledAet": false, "Plugins": [], "StorageCompression": false }
+JSON
+  LD_PRELOAD="$LD_PRELOAD_SHIM" Orthanc "$work/orthanc/config.json" >"$work/orthanc.log" 2>&1 & pids+=($!); orthanc_pid=$!
+  wait_port "$p"
+  t0=$(now); send "$p" ORTHANC "${files[@]}"; t1=$(now)
+  orthanc_s=$(python3 -c "print($t1-$t0)")
+  echo "Orthanc    1 assoc: $(rate "$N" "$orthanc_s" "$bytes")"
+  kill "$orthanc_pid" 2>/dev/null || true
+else
+  echo "Orthanc: not installed (apt-get install orthanc) — skipped"
+fi
+
+# --- the hub, 4 associations (4 storescu processes, N/4 files each)
+start_hub "$work/hub4"
+t0=$(now)
+for k in 0 1 2 3; do
+  part=(); for ((i=k; i<N; i+=4)); do part+=("${files[$i]}"); done
+  send "$hub_dicom" IMAGINGHUB "${part[@]}" & 
+done
+wait $(jobs -p | grep -v -e "$hub_pid") 2>/dev/null || true
+t1=$(now)
+hub4_s=$(python3 -c "print($t1-$t0)")
+echo "hub        4 assoc: $(rate "$N" "$hub4_s" "$bytes")"
+kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
+
+echo "== ratios (higher is better for the hub)"
+python3 - "$hub_s" "$scp_s" "${orthanc_s:-0}" "$hub4_s" <<'PY'
+import sys
+hub, scp, orth, hub4 = map(float, sys.argv[1:])
+print(f"hub / storescp throughput:     {scp/hub:5.2f}  (target >= 0.70)")
+if orth > 0:
+    print(f"hub / Orthanc throughput:      {orth/hub:5.2f}  (target >= 2.00)")
+print(f"hub 4 assoc / 1 assoc:         {hub/hub4:5.2f}  (target >= 1.60)")
+PY
+
+# --- one 1 GiB multi-frame instance: peak RSS of the hub
+"$work/imaginghub" dicom synth --instances 1 --frames 2048 --size 512 --seed 7 "$work/big" >/dev/null
+start_hub "$work/hubbig"
+t0=$(now); send "$hub_dicom" IMAGINGHUB "$work"/big/*.dcm; t1=$(now)
+rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$hub_pid/status)
+big=$(du -b "$work"/big/*.dcm | cut -f1)
+echo "1 GiB instance: $(rate 1 "$(python3 -c "print($t1-$t0)")" "$big")  hub peak RSS $((rss_kb/1024)) MiB (target < 100 MiB)"
+kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
