@@ -488,4 +488,3 @@ func TestHubSCUStoresIntoStorescp(t *testing.T) {
 		t.Fatalf("received %+v %v", meta, err)
 	}
 }
-
