@@ -500,4 +500,3 @@ func loadDetails(ctx context.Context, tx *catalog.Tx, p *Patient) error {
 	}
 	return rows.Err()
 }
-

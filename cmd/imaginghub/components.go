@@ -4,18 +4,27 @@ import (
 	"sort"
 	"strings"
 
+	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
+	"github.com/imaginghub/imaginghub/hl7intake"
 	"github.com/imaginghub/imaginghub/hub"
 	"github.com/imaginghub/imaginghub/ingest"
+	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
 )
 
 // components are the parts that "imaginghub <name>" runs alone and "serve"
 // runs together, in this order.
 var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 	"ingest": func(rt *hub.Runtime) (hub.Component, error) { return ingest.New(rt) },
+	// The MLLP listener takes the messages of both bridges.
+	"hl7": func(rt *hub.Runtime) (hub.Component, error) {
+		return hl7intake.New(rt, append(hisbridge.Routes(), risbridge.Routes()...)...)
+	},
+	"his-bridge": func(rt *hub.Runtime) (hub.Component, error) { return hisbridge.New(rt) },
+	"ris-bridge": func(rt *hub.Runtime) (hub.Component, error) { return risbridge.New(rt) },
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest"}
+var allComponents = []string{"ingest", "hl7", "his-bridge", "ris-bridge"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))
