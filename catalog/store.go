@@ -26,6 +26,16 @@ import (
 // counts are exact and the first insert of a patient, study or series by
 // several associations at once succeeds for all of them.
 func (c *Catalog) StoreInstance(ctx context.Context, rec InstanceRecord, policy DuplicatePolicy, outbox ...OutboxMessage) (StoreResult, error) {
+	return c.StoreInstanceWhen(ctx, rec, policy, nil, outbox...)
+}
+
+// StoreInstanceWhen is StoreInstance with a condition for the commit: ready
+// is called inside the transaction after the rows are written and before
+// they commit, and an error from it rolls everything back. Ingest passes a
+// function that waits for the instance's file to be durable, so that the
+// file's fsync and the catalog's work overlap while a row still never
+// commits before its file. ready may be called more than once (see InTx).
+func (c *Catalog) StoreInstanceWhen(ctx context.Context, rec InstanceRecord, policy DuplicatePolicy, ready func() error, outbox ...OutboxMessage) (StoreResult, error) {
 	if err := validateRecord(&rec); err != nil {
 		return StoreResult{}, err
 	}
@@ -43,6 +53,11 @@ func (c *Catalog) StoreInstance(ctx context.Context, rec InstanceRecord, policy 
 			return err
 		}
 		res = r
+		if ready != nil {
+			if err := ready(); err != nil {
+				return err
+			}
+		}
 		if res.Duplicate && policy != Replace {
 			// Roll back the patient and study updates made on the way:
 			// a kept duplicate changes nothing.

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -211,17 +212,30 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	// overwrites the file a catalog row points at.
 	key := fmt.Sprintf("%s/%s/%s.%s.dcm", hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, strconv.FormatInt(time.Now().UnixNano(), 36))
 	size := w.Written()
-	if err := w.Commit(ctx, key); err != nil {
-		return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, err)
-	}
-	committed = true
 	res = Result{Header: hdr, BlobKey: key, Size: size}
+
+	// The file's fsync and rename run while the catalog writes its rows;
+	// the rows commit only once the file is durable (StoreInstanceWhen).
+	committed = true // Commit cleans up after itself on failure
+	blobDone := make(chan error, 1)
+	go func() { blobDone <- w.Commit(ctx, key) }()
+	var blobOnce sync.Once
+	var blobErr error
+	blobReady := func() error {
+		blobOnce.Do(func() { blobErr = <-blobDone })
+		return blobErr
+	}
+	discard := func() {
+		if blobReady() == nil {
+			s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		}
+	}
 
 	// Arm the stability timer before the rows commit: a crash in between
 	// costs at most a stable event for a study that did not change, never a
 	// study that is never announced.
 	if err := s.Coord.ArmTimer(ctx, StableTimers, hdr.StudyInstanceUID, time.Now().Add(s.StableAfter)); err != nil {
-		s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		discard()
 		return res, fmt.Errorf("%w: coordination: %v", ErrOutOfResources, err)
 	}
 
@@ -242,13 +256,18 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 		Replaced:          s.Policy == catalog.Replace,
 	}, hdr.SOPInstanceUID, key)
 	if err != nil {
+		discard()
 		return res, err
 	}
 	msg, err := outbox.Message(ev)
 	if err != nil {
+		discard()
 		return res, err
 	}
-	sr, err := s.Catalog.StoreInstance(ctx, record(req, hdr, key, size), s.Policy, msg)
+	sr, err := s.Catalog.StoreInstanceWhen(ctx, record(req, hdr, key, size), s.Policy, blobReady, msg)
+	if berr := blobReady(); berr != nil {
+		return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, berr)
+	}
 	if sr.UnusedBlobKey != "" {
 		if derr := s.Blobs.Delete(context.WithoutCancel(ctx), sr.UnusedBlobKey); derr != nil {
 			s.Log.Warn("could not delete unused file", "key", sr.UnusedBlobKey, "err", derr)
@@ -259,10 +278,10 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 		res.Duplicate = true
 		return res, fmt.Errorf("%w: %s", ErrDuplicateRejected, hdr.SOPInstanceUID)
 	case errors.Is(err, catalog.ErrConflict):
-		s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		discard()
 		return res, fmt.Errorf("%w: %v", ErrMismatch, err)
 	case err != nil:
-		s.Blobs.Delete(context.WithoutCancel(ctx), key)
+		discard()
 		if errors.Is(err, catalog.ErrInvalid) {
 			return res, fmt.Errorf("%w: %v", ErrMismatch, err)
 		}
