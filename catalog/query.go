@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Level is a level of the Query/Retrieve information model (PS3.4 §C.3):
@@ -203,6 +205,13 @@ func (c *Catalog) Search(ctx context.Context, q Query) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.d.name == "postgres" {
+		// An unnamed statement is planned with the values bound, so that
+		// LIKE 'prefix%' uses the text_pattern_ops index and a date range
+		// is costed by its width. A cached prepared statement would move
+		// to a generic plan after five runs, which cannot do either.
+		args = append([]any{pgx.QueryExecModeExec}, args...)
+	}
 	rows, err := c.query(ctx, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: search: %w", err)
@@ -255,6 +264,7 @@ func (c *Catalog) searchSQL(q Query) (string, []any, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	demoteRanges := c.d.name == "sqlite" && selectivePatientKey(q.Filters)
 	var args []any
 	first := true
 	for _, k := range keys {
@@ -264,6 +274,15 @@ func (c *Catalog) searchSQL(q Query) (string, []any, error) {
 		}
 		if qk.level > q.Level {
 			return "", nil, fmt.Errorf("%w: %s is a %s level key, not allowed in a %s level query", ErrInvalid, k, qk.level, q.Level)
+		}
+		if demoteRanges && (qk.kind == matchDate || qk.kind == matchTime) && strings.Contains(q.Filters[k], "-") {
+			// SQLite keeps no statistics, so it cannot tell a range of
+			// years from one of days and prefers a date range over a
+			// name prefix. When a patient is named, finding the
+			// patient first reads far fewer rows; the unary + keeps the
+			// range out of the index choice (sqlite.org/optoverview.html
+			// §"Disqualifying WHERE clause terms").
+			qk.column = "+" + qk.column
 		}
 		cond, cargs, err := c.d.matchCondition(qk, q.Filters[k], q.FuzzyMatching)
 		if err != nil {
@@ -295,6 +314,27 @@ func (c *Catalog) searchSQL(q Query) (string, []any, error) {
 		args = append(args, q.Offset)
 	}
 	return b.String(), args, nil
+}
+
+// selectivePatientKey reports whether filters name a patient closely
+// enough (a PatientName or PatientID value starting with at least two
+// literal characters) that searching from the patient is cheaper than
+// from a date range.
+func selectivePatientKey(filters map[string]string) bool {
+	for _, k := range []string{"PatientName", "PatientID"} {
+		v := strings.TrimRight(filters[k], " ")
+		if strings.Contains(v, `\`) {
+			continue
+		}
+		n := strings.IndexAny(v, "*?")
+		if n < 0 {
+			n = len(v)
+		}
+		if n >= 2 {
+			return true
+		}
+	}
+	return false
 }
 
 func scanResult(r rowScanner, l Level) (Result, error) {
@@ -341,6 +381,11 @@ func (d *dialect) matchCondition(qk queryKey, value string, fuzzy bool) (string,
 	}
 	switch qk.kind {
 	case matchDate, matchTime:
+		if d.name == "postgres" {
+			// Compare bytewise, as the studies_search_order index is
+			// built, so one index serves both the range and the order.
+			qk.column += ` COLLATE "C"`
+		}
 		return rangeCondition(qk, value)
 	case matchUID:
 		return uidCondition(qk, value)
