@@ -40,26 +40,17 @@ type Ingest struct {
 // New builds the ingest component on rt. Other components may register
 // more SOP classes on Registry (Q/R, worklist) before Start.
 func New(rt *hub.Runtime) (*Ingest, error) {
-	policy, err := duplicatePolicy(rt.Config.DICOM.DuplicatePolicy)
+	storer, err := NewStorer(rt)
 	if err != nil {
 		return nil, err
 	}
 	in := &Ingest{
-		rt:  rt,
-		cfg: rt.Config.DICOM,
-		log: rt.Log.With("component", "ingest"),
-		Storer: &Storer{
-			Blobs:       rt.Blobs,
-			Catalog:     rt.Catalog,
-			Coord:       rt.Coord,
-			Policy:      policy,
-			StableAfter: rt.Config.Study.StableAfter,
-			Committed:   rt.Relay.Kick,
-			Log:         rt.Log.With("component", "ingest"),
-		},
+		rt:       rt,
+		cfg:      rt.Config.DICOM,
+		log:      rt.Log.With("component", "ingest"),
+		Storer:   storer,
 		Registry: &dicomnet.Registry{},
 	}
-	in.Storer.RegisterMetrics(rt.Registerer())
 	var syntaxes []string
 	for _, ts := range dicomfile.TransferSyntaxes() {
 		if dicomfile.IsSupportedForStorage(ts.UID) {
@@ -79,7 +70,28 @@ func New(rt *hub.Runtime) (*Ingest, error) {
 	return in, nil
 }
 
-func duplicatePolicy(s string) (catalog.DuplicatePolicy, error) {
+// NewStorer returns the Storer of rt's configuration, for C-STORE and for
+// every other way instances arrive (STOW-RS), so that all take one path.
+func NewStorer(rt *hub.Runtime) (*Storer, error) {
+	policy, err := DuplicatePolicy(rt.Config.DICOM.DuplicatePolicy)
+	if err != nil {
+		return nil, err
+	}
+	s := &Storer{
+		Blobs:       rt.Blobs,
+		Catalog:     rt.Catalog,
+		Coord:       rt.Coord,
+		Policy:      policy,
+		StableAfter: rt.Config.Study.StableAfter,
+		Committed:   rt.Relay.Kick,
+		Log:         rt.Log.With("component", "ingest"),
+	}
+	s.RegisterMetrics(rt.Registerer())
+	return s, nil
+}
+
+// DuplicatePolicy parses dicom.duplicate_policy.
+func DuplicatePolicy(s string) (catalog.DuplicatePolicy, error) {
 	switch s {
 	case "keep-first", "":
 		return catalog.KeepFirst, nil

@@ -126,9 +126,29 @@ func (s *Storer) RegisterMetrics(reg prometheus.Registerer) {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.stored, m.bytes, m.duplicates, m.duration)
+		// Several Storers in one process (C-STORE, STOW-RS) share the
+		// metrics registered first.
+		m.stored = register(reg, m.stored)
+		m.bytes = register(reg, m.bytes)
+		m.duplicates = register(reg, m.duplicates)
+		m.duration = register(reg, m.duration)
 	}
 	s.metrics = m
+}
+
+// register registers c on reg, or returns the equal collector registered
+// before.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
 }
 
 func (s *Storer) count(outcome string) {
