@@ -6,6 +6,7 @@ import (
 
 	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
 	"github.com/imaginghub/imaginghub/hl7intake"
+	"github.com/imaginghub/imaginghub/hl7out"
 	"github.com/imaginghub/imaginghub/hub"
 	"github.com/imaginghub/imaginghub/ingest"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
@@ -21,10 +22,11 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 	},
 	"his-bridge": func(rt *hub.Runtime) (hub.Component, error) { return hisbridge.New(rt) },
 	"ris-bridge": func(rt *hub.Runtime) (hub.Component, error) { return risbridge.New(rt) },
+	"hl7out":     func(rt *hub.Runtime) (hub.Component, error) { return hl7out.New(rt), nil },
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest", "hl7", "his-bridge", "ris-bridge"}
+var allComponents = []string{"ingest", "hl7", "his-bridge", "ris-bridge", "hl7out"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))
