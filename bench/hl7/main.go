@@ -1,0 +1,173 @@
+// Command hl7 measures how many HL7 v2 messages a second the hub's MLLP
+// listener acknowledges (AA after the message is stored on JetStream), on
+// one connection and on several in parallel, with his-bridge consuming
+// behind it. It runs the hub in-process: embedded NATS and SQLite by
+// default, or the PostgreSQL and NATS named by IMAGINGHUB_TEST_DATABASE_URL
+// and IMAGINGHUB_TEST_NATS_URL (a fresh database and stream prefix per run).
+//
+// Usage: go run ./bench/hl7 [-n 5000] [-conns 1,8]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/imaginghub/imaginghub/config"
+	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
+	"github.com/imaginghub/imaginghub/hl7"
+	"github.com/imaginghub/imaginghub/hl7intake"
+	"github.com/imaginghub/imaginghub/hub"
+)
+
+func main() {
+	n := flag.Int("n", 5000, "messages per run")
+	conns := flag.String("conns", "1,8", "parallel connections per run, comma-separated")
+	flag.Parse()
+	if err := run(*n, *conns); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/hl7:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, connList string) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "ihbench-hl7-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := config.Default()
+	cfg.Data.Dir = dir
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HL7.Addr = "127.0.0.1:0"
+	cfg.NATS.Listen = ""
+	backends := "embedded NATS, SQLite"
+	token := strconv.FormatInt(time.Now().UnixNano(), 36)
+	if u := os.Getenv("IMAGINGHUB_TEST_NATS_URL"); u != "" {
+		cfg.NATS.URL = u
+		cfg.Events.SubjectPrefix, cfg.Events.StreamPrefix = "b"+token+".", "B"+strings.ToUpper(token)+"_"
+		backends = "external NATS " + u
+		defer dropStreams(ctx, u, cfg.Events.StreamPrefix)
+	}
+	if u := os.Getenv("IMAGINGHUB_TEST_DATABASE_URL"); u != "" {
+		dbURL, drop, err := createDatabase(ctx, u, "ih_bench_"+token)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		cfg.Database.URL = dbURL
+		backends += ", PostgreSQL"
+	} else if cfg.NATS.URL != "" {
+		backends += ", SQLite"
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := hub.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	l, err := hl7intake.New(rt, hisbridge.Routes()...)
+	if err != nil {
+		return err
+	}
+	b, err := hisbridge.New(rt)
+	if err != nil {
+		return err
+	}
+	rt.Server.Add(l)
+	rt.Server.Add(b)
+	if err := rt.Server.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		rt.Server.Shutdown(sctx)
+	}()
+
+	fmt.Printf("HL7 MLLP acknowledgment throughput (%s); AA only after the JetStream PubAck\n", backends)
+	fmt.Println("peer: no other MLLP receiver is installed on this machine, so no ratio is printed")
+	run := 0
+	for _, s := range strings.Split(connList, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || c < 1 {
+			return fmt.Errorf("bad -conns value %q", s)
+		}
+		run++
+		rate, err := measure(ctx, l.Addr(), n, c, run)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged\n", c, n, rate)
+	}
+	return nil
+}
+
+// measure sends n distinct ADT^A04 messages over c connections and returns
+// acknowledged messages per second.
+func measure(ctx context.Context, addr string, n, c, run int) (float64, error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, c)
+	start := time.Now()
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &hl7.Client{Addr: addr, Timeout: 30 * time.Second}
+			defer cl.Close()
+			for i := w; i < n; i += c {
+				msg := fmt.Sprintf("MSH|^~\\&|HIS|GENHOSP|IMAGINGHUB|RADIOLOGY|20260315100000||ADT^A04^ADT_A01|B%d-%07d|P|2.5.1\r"+
+					"EVN|A04|20260315100000\rPID|1||BENCH-%d-%07d^^^GENHOSP^MR||Synthetic^Bench||19700101|F\rPV1|1|O\r", run, i, run, i)
+				ack, err := cl.Send(ctx, []byte(msg))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ack.AckCode() != hl7.AA {
+					errs <- fmt.Errorf("MSA-1 %s: %s", ack.AckCode(), ack.Get("MSA-3"))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+func createDatabase(ctx context.Context, base, name string) (string, func(), error) {
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return "", nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		admin.Close(ctx)
+		return "", nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	admin.Close(ctx)
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		if c, err := pgx.Connect(context.Background(), base); err == nil {
+			c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	}, nil
+}
