@@ -40,6 +40,7 @@ type Config struct {
 	Redis    Redis    `yaml:"redis"`
 	Study    Study    `yaml:"study"`
 	Events   Events   `yaml:"events"`
+	Router   Router   `yaml:"router"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -68,6 +69,9 @@ type DICOM struct {
 	AllowedCallingAEs []string `yaml:"allowed_calling_aes" help:"comma-separated AE or AE@host allowed to associate; empty: any"`
 	// DuplicatePolicy decides what a second copy of a SOP Instance UID does.
 	DuplicatePolicy string `yaml:"duplicate_policy" help:"keep-first, replace or reject"`
+	// Remotes are the DICOM peers the hub may send to (C-MOVE
+	// destinations): "AE=host:port,AE2=host:port".
+	Remotes string `yaml:"remotes" help:"C-MOVE destinations: AE=host:port,AE2=host:port"`
 }
 
 // HL7 is the MLLP listener and the hub's identity in HL7 messages.
@@ -262,6 +266,9 @@ func Keys() []Key {
 		secName := yamlName(sec)
 		for j := 0; j < sec.Type.NumField(); j++ {
 			f := sec.Type.Field(j)
+			if f.Tag.Get("env") == "-" {
+				continue // structured; YAML only
+			}
 			name := yamlName(f)
 			keys = append(keys, Key{
 				Path:   secName + "." + name,
@@ -388,6 +395,12 @@ func (c Config) Validate() error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		return bad("nats.replicas", "must be between 1 and 5")
 	}
+	if _, err := ParseRemotes(c.DICOM.Remotes); err != nil {
+		return bad("dicom.remotes", "%v", err)
+	}
+	if err := c.Router.validate(); err != nil {
+		return &Error{Key: "router", Env: "(YAML only)", Err: err}
+	}
 	if c.Study.StableAfter <= 0 {
 		return bad("study.stable_after", "must be positive")
 	}
@@ -490,6 +503,14 @@ func Redact(s string) string {
 // Redacted returns a copy of c with secrets hidden, for printing.
 func (c Config) Redacted() Config {
 	out := c
+	out.Router.Destinations = append([]Destination(nil), c.Router.Destinations...)
+	for i := range out.Router.Destinations {
+		d := &out.Router.Destinations[i]
+		if d.Secret != "" {
+			d.Secret = "xxxxx"
+		}
+		d.URL = Redact(d.URL)
+	}
 	for _, k := range Keys() {
 		if !k.Secret {
 			continue

@@ -135,3 +135,53 @@ func TestRedactedHidesPasswords(t *testing.T) {
 		t.Fatalf("round trip: %+v", again)
 	}
 }
+
+func TestRouterAndRemotes(t *testing.T) {
+	dir := t.TempDir()
+	good := `
+dicom:
+  remotes: "WS1=10.0.0.7:104, LAB3D=lab:11112"
+router:
+  destinations:
+    - {name: lab3d, ae: LAB3D, addr: "lab:11112", concurrency: 2}
+    - {name: archive, ae: OFFSITE, addr: "dr.example:104"}
+    - {name: ai, url: "https://ai.example/hook", secret: "s3cr3t"}
+  rules:
+    - {name: ct-to-3d, on: [ih.dicom.instance.stored], match: {modality: "^CT$", time_of_day: "22:00-06:00"}, forward: [lab3d]}
+    - {name: all, on: [ih.dicom.instance.stored], forward: [archive]}
+    - {name: stable, on: [ih.dicom.study.stable], forward: [ai]}
+`
+	p := filepath.Join(dir, "good.yaml")
+	os.WriteFile(p, []byte(good), 0o600)
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Router.Rules) != 3 || cfg.Router.Destinations[0].Concurrency != 2 || cfg.Router.Rules[0].Match.TimeOfDay != "22:00-06:00" {
+		t.Fatalf("router: %+v", cfg.Router)
+	}
+	remotes, _ := ParseRemotes(cfg.DICOM.Remotes)
+	if remotes["WS1"] != "10.0.0.7:104" || remotes["LAB3D"] != "lab:11112" {
+		t.Fatalf("remotes %v", remotes)
+	}
+	out, _ := cfg.Redacted().YAML()
+	if strings.Contains(string(out), "s3cr3t") {
+		t.Fatalf("webhook secret printed:\n%s", out)
+	}
+	if cfg.Router.Destinations[2].Secret != "s3cr3t" {
+		t.Fatal("Redacted changed the original")
+	}
+	for name, bad := range map[string]string{
+		"unknown destination": "router:\n  rules:\n    - {on: [ih.dicom.instance.stored], forward: [nowhere]}\n",
+		"both url and addr":   "router:\n  destinations:\n    - {name: x, url: 'http://a', ae: A, addr: 'h:1'}\n",
+		"bad regexp":          "router:\n  destinations:\n    - {name: x, url: 'http://a'}\n  rules:\n    - {on: [ih.x], match: {modality: '(['}, forward: [x]}\n",
+		"bad time of day":     "router:\n  destinations:\n    - {name: x, url: 'http://a'}\n  rules:\n    - {on: [ih.x], match: {time_of_day: 'late'}, forward: [x]}\n",
+		"bad remotes":         "dicom:\n  remotes: 'WS1:104'\n",
+	} {
+		p := filepath.Join(dir, "bad.yaml")
+		os.WriteFile(p, []byte(bad), 0o600)
+		if _, err := Load(p, nil); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: want a one-line error, got %v", name, err)
+		}
+	}
+}
