@@ -195,4 +195,3 @@ func ParseRemotes(s string) (map[string]string, error) {
 	}
 	return out, nil
 }
-
