@@ -1,0 +1,394 @@
+package qr_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imaginghub/imaginghub/catalog"
+	"github.com/imaginghub/imaginghub/dicomfile/synth"
+	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/hub/hubtest"
+	"github.com/imaginghub/imaginghub/ingest"
+	"github.com/imaginghub/imaginghub/qr"
+)
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
+		}
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	return p
+}
+
+// archive is a running hub with ingest and Q/R, holding two synthetic
+// studies stored through the hub's DICOM port, and a third, catalogued
+// only, whose file is missing.
+type archive struct {
+	rt         *hub.Runtime
+	host, port string
+	studyA     string // DOE^JANE, 20240102, 3 CT instances
+	studyB     string // DOE^JOHN, 20240320, 2 CT instances
+	studyC     string // Müller^Anna, 20230101, no file
+	storeDir   string // where the C-MOVE destination writes
+	storePort  string
+}
+
+func startArchive(t *testing.T) *archive {
+	t.Helper()
+	need(t, "storescu", "storescp", "findscu", "movescu", "getscu", "dcmdump")
+	a := &archive{storeDir: t.TempDir(), storePort: freePort(t)}
+	// The C-MOVE destination: DCMTK storescp in a temporary directory.
+	scp := exec.Command("storescp", "-aet", "STORESCP", "-od", a.storeDir, a.storePort)
+	if err := scp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { scp.Process.Kill(); scp.Wait() })
+	remotes, err := qr.ParseRemotes("STORESCP=127.0.0.1:" + a.storePort + ", NOWHERE=127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in *ingest.Ingest
+	a.rt = hubtest.Start(t, hubtest.Config(t), func(rt *hub.Runtime) {
+		var err error
+		if in, err = ingest.New(rt); err != nil {
+			t.Fatal(err)
+		}
+		q, err := qr.New(rt, in.Registry, qr.Options{Remotes: remotes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.Server.Add(in)
+		rt.Server.Add(q)
+	})
+	a.host, a.port, _ = net.SplitHostPort(in.Addr())
+
+	studies := []struct {
+		seed                      int64
+		n                         int
+		name, id, date, time, acc string
+	}{
+		{1, 3, "DOE^JANE", "QR-1", "20240102", "101500", "QRACC1"},
+		{2, 2, "DOE^JOHN", "QR-2", "20240320", "080000", "QRACC2"},
+	}
+	var uids []string
+	for _, s := range studies {
+		paths, err := synth.WriteStudy(t.TempDir(), s.n, synth.Options{Seed: s.seed, PatientName: s.name, PatientID: s.id,
+			StudyDate: s.date, StudyTime: s.time, AccessionNumber: s.acc, Rows: 16, Columns: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, "storescu", append([]string{"-aec", "IMAGINGHUB", "-aet", "MODALITY", a.host, a.port}, paths...)...)
+		res, err := a.rt.Catalog.Search(context.Background(), catalog.Query{Level: catalog.StudyLevel, Filters: map[string]string{"PatientID": s.id}})
+		if err != nil || len(res) != 1 {
+			t.Fatalf("stored study %s: %d results, %v", s.id, len(res), err)
+		}
+		uids = append(uids, res[0].Study.StudyInstanceUID)
+	}
+	a.studyA, a.studyB = uids[0], uids[1]
+	a.studyC = "2.25.31415926.1"
+	_, err = a.rt.Catalog.StoreInstance(context.Background(), catalog.InstanceRecord{
+		Patient: catalog.Patient{PatientID: "QR-3", PatientName: "Müller^Anna", PatientSex: "F"},
+		Study:   catalog.Study{StudyInstanceUID: a.studyC, StudyDate: "20230101", StudyTime: "120000", AccessionNumber: "QRACC3"},
+		Series:  catalog.Series{SeriesInstanceUID: a.studyC + ".1", Modality: "MR", SeriesNumber: 1},
+		Instance: catalog.Instance{SOPInstanceUID: a.studyC + ".1.1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.4",
+			TransferSyntaxUID: "1.2.840.10008.1.2", BlobKey: "missing/blob", InstanceNumber: 1},
+	}, catalog.KeepFirst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// dump reads a DICOM file with dcmdump and returns its top-level values
+// by keyword.
+func dump(t *testing.T, path string) map[string]string {
+	t.Helper()
+	out := run(t, "dcmdump", "-q", "+U8", "-Un", path)
+	vals := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "(") {
+			continue // nested items are indented
+		}
+		fields := strings.Fields(line)
+		keyword := fields[len(fields)-1]
+		v := ""
+		if i, j := strings.Index(line, "["), strings.LastIndex(line, "]"); i >= 0 && j > i {
+			v = line[i+1 : j]
+		} else if len(fields) > 2 && !strings.HasPrefix(fields[2], "(") {
+			v = fields[2] // binary values print without brackets
+		}
+		vals[keyword] = v
+	}
+	return vals
+}
+
+// findscu runs a C-FIND with DCMTK findscu and returns the responses'
+// identifiers, in order, as dcmdump reads them.
+func (a *archive) findscu(t *testing.T, model string, keys ...string) []map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	args := []string{model, "-aet", "FINDSCU", "-aec", "IMAGINGHUB", "-X", "-od", dir, a.host, a.port}
+	for _, k := range keys {
+		args = append(args, "-k", k)
+	}
+	run(t, "findscu", args...)
+	files, _ := filepath.Glob(filepath.Join(dir, "rsp*.dcm"))
+	slices.Sort(files)
+	var out []map[string]string
+	for _, f := range files {
+		out = append(out, dump(t, f))
+	}
+	return out
+}
+
+func TestFindWithDCMTK(t *testing.T) {
+	a := startArchive(t)
+	cases := []struct {
+		name  string
+		model string
+		keys  []string
+		field string   // keyword compared across responses
+		want  []string // its values, in response order
+		check map[string]string
+	}{
+		{name: "study root, wildcard name", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "PatientName=DOE*", "StudyInstanceUID", "StudyDate", "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedInstances", "PatientBirthDate", "StudyDescription"},
+			field: "AccessionNumber", want: []string{"QRACC2", "QRACC1"}},
+		{name: "study root, date range", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "StudyDate=20240101-20240131", "AccessionNumber", "NumberOfStudyRelatedInstances", "ModalitiesInStudy"},
+			field: "AccessionNumber", want: []string{"QRACC1"},
+			check: map[string]string{"NumberOfStudyRelatedInstances": "3", "ModalitiesInStudy": "CT", "QueryRetrieveLevel": "STUDY"}},
+		{name: "study root, open range", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "StudyDate=-20240131", "AccessionNumber"},
+			field: "AccessionNumber", want: []string{"QRACC1", "QRACC3"}},
+		{name: "question mark", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "PatientName=DOE^JO?N"},
+			field: "PatientName", want: []string{"DOE^JOHN"}},
+		{name: "non-ASCII name in UTF-8", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "PatientID=QR-3", "PatientName", "SpecificCharacterSet"},
+			field: "PatientName", want: []string{"Müller^Anna"},
+			check: map[string]string{"SpecificCharacterSet": "ISO_IR 192"}},
+		{name: "UID list", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "StudyInstanceUID=" + a.studyA + `\` + a.studyC, "AccessionNumber"},
+			field: "AccessionNumber", want: []string{"QRACC1", "QRACC3"}},
+		{name: "unknown key echoed empty", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "AccessionNumber=QRACC1", "PatientWeight", "RetrieveAETitle", "InstanceAvailability"},
+			field: "AccessionNumber", want: []string{"QRACC1"},
+			check: map[string]string{"PatientWeight": "", "RetrieveAETitle": "IMAGINGHUB", "InstanceAvailability": "ONLINE"}},
+		{name: "series level", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + a.studyA, "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances"},
+			field: "Modality", want: []string{"CT"},
+			check: map[string]string{"NumberOfSeriesRelatedInstances": "3", "QueryRetrieveLevel": "SERIES"}},
+		{name: "image level", model: "-S",
+			keys:  []string{"QueryRetrieveLevel=IMAGE", "StudyInstanceUID=" + a.studyA, "SeriesInstanceUID=" + seriesOf(t, a, a.studyA), "InstanceNumber", "SOPClassUID", "Rows"},
+			field: "InstanceNumber", want: []string{"1", "2", "3"},
+			check: map[string]string{"SOPClassUID": synth.CTImageStorage, "Rows": "16"}},
+		{name: "patient root, patient level", model: "-P",
+			keys:  []string{"QueryRetrieveLevel=PATIENT", "PatientName=DOE*", "PatientID"},
+			field: "PatientID", want: []string{"QR-1", "QR-2"}},
+		{name: "patient root, study level", model: "-P",
+			keys:  []string{"QueryRetrieveLevel=STUDY", "PatientID=QR-2", "AccessionNumber", "StudyDate"},
+			field: "AccessionNumber", want: []string{"QRACC2"},
+			check: map[string]string{"StudyDate": "20240320"}},
+		{name: "patient root without patient ID fails", model: "-P",
+			keys: []string{"QueryRetrieveLevel=STUDY", "AccessionNumber"}},
+		{name: "study root has no patient level", model: "-S",
+			keys: []string{"QueryRetrieveLevel=PATIENT", "PatientID"}},
+		{name: "malformed date fails", model: "-S",
+			keys: []string{"QueryRetrieveLevel=STUDY", "StudyDate=2024", "AccessionNumber"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rsps := a.findscu(t, tc.model, tc.keys...)
+			var got []string
+			for _, r := range rsps {
+				got = append(got, r[tc.field])
+				for _, k := range tc.keys {
+					kw, _, _ := strings.Cut(k, "=")
+					if _, ok := r[kw]; !ok {
+						t.Errorf("response lacks requested key %s: %v", kw, r)
+					}
+				}
+				for k, v := range tc.check {
+					if r[k] != v {
+						t.Errorf("%s = %q, want %q", k, r[k], v)
+					}
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("%s of responses = %q, want %q", tc.field, got, tc.want)
+			}
+		})
+	}
+}
+
+func seriesOf(t *testing.T, a *archive, study string) string {
+	t.Helper()
+	res, err := a.rt.Catalog.Search(context.Background(), catalog.Query{Level: catalog.SeriesLevel, Filters: map[string]string{"StudyInstanceUID": study}})
+	if err != nil || len(res) == 0 {
+		t.Fatalf("series of %s: %v", study, err)
+	}
+	return res[0].Series.SeriesInstanceUID
+}
+
+// files lists the DICOM files under dir.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func waitFiles(t *testing.T, dir string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f := files(t, dir)
+		if len(f) >= n || time.Now().After(deadline) {
+			return f
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestMoveWithDCMTK(t *testing.T) {
+	a := startArchive(t)
+	move := func(t *testing.T, dest string, keys ...string) string {
+		args := []string{"-S", "-v", "-aet", "MOVESCU", "-aec", "IMAGINGHUB", "-aem", dest, a.host, a.port}
+		for _, k := range keys {
+			args = append(args, "-k", k)
+		}
+		out, _ := exec.Command("movescu", args...).CombinedOutput()
+		return string(out)
+	}
+	t.Run("study", func(t *testing.T) {
+		out := move(t, "STORESCP", "QueryRetrieveLevel=STUDY", "StudyInstanceUID="+a.studyA)
+		if !strings.Contains(out, "Success") {
+			t.Errorf("movescu output lacks Success:\n%s", out)
+		}
+		got := waitFiles(t, a.storeDir, 3)
+		if len(got) != 3 {
+			t.Fatalf("destination received %d files, want 3", len(got))
+		}
+		for _, f := range got {
+			if v := dump(t, f); v["StudyInstanceUID"] != a.studyA || v["PatientName"] != "DOE^JANE" {
+				t.Errorf("%s: study %q patient %q", f, v["StudyInstanceUID"], v["PatientName"])
+			}
+		}
+	})
+	t.Run("missing file is a failed sub-operation", func(t *testing.T) {
+		out := move(t, "STORESCP", "QueryRetrieveLevel=STUDY", "StudyInstanceUID="+a.studyB+`\`+a.studyC)
+		if !strings.Contains(out, "Warning") && !strings.Contains(out, "0xb000") {
+			t.Errorf("movescu output lacks the B000 warning:\n%s", out)
+		}
+		if got := waitFiles(t, a.storeDir, 5); len(got) != 5 {
+			t.Errorf("destination holds %d files, want 5", len(got))
+		}
+	})
+	t.Run("unknown destination", func(t *testing.T) {
+		out := move(t, "UNKNOWNAE", "QueryRetrieveLevel=STUDY", "StudyInstanceUID="+a.studyA)
+		if !strings.Contains(strings.ToLower(out), "a801") && !strings.Contains(out, "MoveDestinationUnknown") {
+			t.Errorf("movescu output lacks A801:\n%s", out)
+		}
+	})
+	t.Run("unreachable destination", func(t *testing.T) {
+		out := move(t, "NOWHERE", "QueryRetrieveLevel=SERIES", "StudyInstanceUID="+a.studyA, "SeriesInstanceUID="+seriesOf(t, a, a.studyA))
+		if !strings.Contains(strings.ToLower(out), "a702") && !strings.Contains(out, "OutOfResourcesSubOperations") {
+			t.Errorf("movescu output lacks A702:\n%s", out)
+		}
+	})
+}
+
+func TestGetWithDCMTK(t *testing.T) {
+	a := startArchive(t)
+	for _, tc := range []struct {
+		name string
+		keys []string
+		want int
+	}{
+		{"study", []string{"QueryRetrieveLevel=STUDY", "StudyInstanceUID=" + a.studyB}, 2},
+		{"series", []string{"QueryRetrieveLevel=SERIES", "StudyInstanceUID=" + a.studyA, "SeriesInstanceUID=" + seriesOf(t, a, a.studyA)}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := []string{"-S", "-aet", "GETSCU", "-aec", "IMAGINGHUB", "-od", dir, a.host, a.port}
+			for _, k := range tc.keys {
+				args = append(args, "-k", k)
+			}
+			run(t, "getscu", args...)
+			got := files(t, dir)
+			if len(got) != tc.want {
+				t.Fatalf("getscu wrote %d files, want %d", len(got), tc.want)
+			}
+			for _, f := range got {
+				if v := dump(t, f); v["Modality"] != "CT" || v["SOPInstanceUID"] == "" {
+					t.Errorf("%s: %v", f, v)
+				}
+			}
+		})
+	}
+}
+
+func TestParseRemotes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want map[string]string
+		ok   bool
+	}{
+		{"", map[string]string{}, true},
+		{"WS1=10.0.0.5:104", map[string]string{"WS1": "10.0.0.5:104"}, true},
+		{" WS1 = host:104 , VIEWER=[::1]:11112,", map[string]string{"WS1": "host:104", "VIEWER": "[::1]:11112"}, true},
+		{"WS1", nil, false},
+		{"WS1=host", nil, false},
+		{"=host:104", nil, false},
+		{"THIS_AE_IS_TOO_LONG=host:104", nil, false},
+		{`BACK\SLASH=host:104`, nil, false},
+		{"WS1=a:1,WS1=b:2", nil, false},
+	} {
+		got, err := qr.ParseRemotes(tc.in)
+		if tc.ok != (err == nil) {
+			t.Errorf("ParseRemotes(%q) error = %v, want ok=%v", tc.in, err, tc.ok)
+			continue
+		}
+		if tc.ok && fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("ParseRemotes(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
