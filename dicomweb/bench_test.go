@@ -94,3 +94,15 @@ func BenchmarkQIDOStudies(b *testing.B) {
 		fetch(b, url, "application/dicom+json")
 	}
 }
+
+// BenchmarkMetadata1000Uncached is BenchmarkMetadata1000 with every
+// header read from its file on each request.
+func BenchmarkMetadata1000Uncached(b *testing.B) {
+	e := start(b, dicomweb.Options{MetadataCacheBytes: -1})
+	study := benchStudy(b, e, 1000, 64, 100)
+	url := e.base + "/studies/" + study + "/metadata"
+	b.ResetTimer()
+	for b.Loop() {
+		fetch(b, url, "application/dicom+json")
+	}
+}

@@ -55,6 +55,9 @@ type Options struct {
 	// MetadataConcurrency is how many instance headers are read at once
 	// for a metadata response; 0 means 16.
 	MetadataConcurrency int
+	// MetadataCacheBytes bounds the cache of instance metadata (DICOM
+	// JSON of headers) kept in memory; 0 means 64 MiB, negative disables it.
+	MetadataCacheBytes int
 	// ThumbnailSize is the longest side of a thumbnail; 0 means 128.
 	ThumbnailSize int
 	// StoreTimeout bounds one STOW-RS request; 0 means 30 minutes.
@@ -68,6 +71,7 @@ type Service struct {
 	opts   Options
 	log    *slog.Logger
 	cat    *catalog.Catalog
+	cache  *jsonCache
 }
 
 // New builds the service on rt and registers its routes on rt.Server.Mux.
@@ -104,8 +108,12 @@ func New(rt *hub.Runtime, storer *ingest.Storer, opts Options) (*Service, error)
 	if opts.StoreTimeout <= 0 {
 		opts.StoreTimeout = 30 * time.Minute
 	}
+	if opts.MetadataCacheBytes == 0 {
+		opts.MetadataCacheBytes = 64 << 20
+	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
-	s := &Service{rt: rt, storer: storer, opts: opts, log: rt.Log.With("component", "dicomweb"), cat: rt.Catalog}
+	s := &Service{rt: rt, storer: storer, opts: opts, log: rt.Log.With("component", "dicomweb"), cat: rt.Catalog,
+		cache: newJSONCache(opts.MetadataCacheBytes)}
 	s.routes(rt.Server.Mux)
 	return s, nil
 }

@@ -140,7 +140,7 @@ func (s *Service) open(ctx context.Context, in catalog.Instance) (*opened, error
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", in.BlobKey, err)
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(b, 0, b.Size()), 32<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(b, 0, b.Size()), 8<<10)
 	meta, err := dicomfile.ReadFileMeta(br)
 	if err != nil {
 		b.Close()
@@ -262,7 +262,7 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 			bw.WriteByte(',')
 		}
 		bw.Write(slots[i].b)
-		slots[i].b = nil
+		slots[i].b = nil // cached slices are shared: drop the reference only
 	}
 	if len(slots) == 0 {
 		bw.WriteByte('[')
@@ -272,6 +272,10 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) instanceJSON(ctx context.Context, in catalog.Instance, base string) ([]byte, error) {
+	key := base + "\x00" + in.BlobKey
+	if b, ok := s.cache.get(key); ok {
+		return b, nil
+	}
 	o, err := s.open(ctx, in)
 	if err != nil {
 		return nil, err
@@ -281,7 +285,9 @@ func (s *Service) instanceJSON(ctx context.Context, in catalog.Instance, base st
 	if err != nil {
 		return nil, err
 	}
-	return ds.AppendJSON(make([]byte, 0, 8<<10)), nil
+	b := ds.AppendJSON(make([]byte, 0, 4<<10))
+	s.cache.put(key, b)
+	return b, nil
 }
 
 // bulkdata serves the BulkDataURIs minted in metadata (PS3.18 §10.4.1.1.5)
