@@ -186,3 +186,50 @@ func (c *Catalog) InstanceBlobKeys(ctx context.Context) iter.Seq2[BlobRef, error
 		}
 	}
 }
+
+// Querier runs reads with "?" placeholders; both *Tx and *ReadTx are one,
+// so a helper that only reads serves write and read transactions alike.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	Backend() string
+}
+
+// ReadTx is a read-only transaction on the read pool: a consistent
+// snapshot that never waits for writers (on SQLite, WAL readers run beside
+// the single writer).
+type ReadTx struct {
+	c  *Catalog
+	tx *sql.Tx
+}
+
+// Backend names the database: "sqlite" or "postgres".
+func (r *ReadTx) Backend() string { return r.c.d.name }
+
+// QueryContext runs a query in the transaction.
+func (r *ReadTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := r.tx.QueryContext(ctx, r.c.d.rebind(query), args...)
+	return rows, r.c.d.wrap(err)
+}
+
+// QueryRowContext runs a query expected to return at most one row.
+func (r *ReadTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return r.tx.QueryRowContext(ctx, r.c.d.rebind(query), args...)
+}
+
+// InReadTx runs fn in a read-only transaction on the read pool, for
+// reads of several statements (admin APIs, searches) that must not queue
+// behind writes.
+func (c *Catalog) InReadTx(ctx context.Context, fn func(tx *ReadTx) error) error {
+	tx, err := c.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("catalog: begin read: %w", c.d.wrap(err))
+	}
+	defer tx.Rollback()
+	return fn(&ReadTx{c: c, tx: tx})
+}
+
+var (
+	_ Querier = (*Tx)(nil)
+	_ Querier = (*ReadTx)(nil)
+)

@@ -45,6 +45,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"InstanceBlobKeys", testInstanceBlobKeys},
 		{"Reopen", testReopen},
 		{"Closed", testClosed},
+		{"ReadTx", testReadTx},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDB) })
@@ -839,5 +840,55 @@ func testClosed(t *testing.T, newDB NewDB) {
 	}
 	if _, err := c.GetStudy(ctxT(t), uid(1)); !errors.Is(err, catalog.ErrClosed) {
 		t.Errorf("GetStudy after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+// testReadTx: a read transaction sees committed rows, runs beside an open
+// write transaction without waiting for it, and refuses writes.
+func testReadTx(t *testing.T, newDB NewDB) {
+	c := openNew(t, newDB)
+	ctx := ctxT(t)
+	if err := c.InTx(ctx, func(tx *catalog.Tx) error {
+		tx.AppendOutbox(catalog.OutboxMessage{EventID: "e1", Subject: "ih.test"})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q catalog.Querier) (n int) {
+		if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE event_id = ?", "e1").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	inWrite := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- c.InTx(ctx, func(tx *catalog.Tx) error {
+			if count(tx) != 1 {
+				t.Error("write transaction does not see the row")
+			}
+			close(inWrite)
+			<-release
+			return nil
+		})
+	}()
+	<-inWrite
+	err := c.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+		if n := count(tx); n != 1 {
+			t.Errorf("read transaction sees %d rows, want 1", n)
+		}
+		_, err := tx.QueryContext(ctx, "DELETE FROM outbox")
+		if err == nil {
+			t.Error("a read transaction accepted a write")
+		}
+		return nil
+	})
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
