@@ -72,7 +72,7 @@ func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 	}
 	args = append(args, limit, offset)
 	out := []Patient{}
-	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT `+patientColumns+` FROM registry_patients WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
 		if err != nil {
@@ -114,7 +114,7 @@ func (b *Bridge) getPatient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p Patient
-	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		var err error
 		p, err = loadPatient(ctx, tx, id)
 		return err

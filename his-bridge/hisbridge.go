@@ -453,7 +453,7 @@ func scanPatient(r scanner) (Patient, error) {
 	return p, err
 }
 
-func loadPatient(ctx context.Context, tx *catalog.Tx, id int64) (Patient, error) {
+func loadPatient(ctx context.Context, tx catalog.Querier, id int64) (Patient, error) {
 	p, err := scanPatient(tx.QueryRowContext(ctx, `SELECT `+patientColumns+` FROM registry_patients WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Patient{}, errNotFound
@@ -467,7 +467,7 @@ func loadPatient(ctx context.Context, tx *catalog.Tx, id int64) (Patient, error)
 	return p, nil
 }
 
-func loadDetails(ctx context.Context, tx *catalog.Tx, p *Patient) error {
+func loadDetails(ctx context.Context, tx catalog.Querier, p *Patient) error {
 	rows, err := tx.QueryContext(ctx, `SELECT id_number, assigning_authority, identifier_type_code FROM registry_patient_identifiers WHERE patient_ref = ? ORDER BY id_number, assigning_authority`, p.ID)
 	if err != nil {
 		return err

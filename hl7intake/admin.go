@@ -110,7 +110,7 @@ func (l *Listener) listFailed(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	var out []Failed
-	err := l.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	err := l.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT id, received_at, ack_code, error_code, error_location, reason, message_type,
 			sending_application, sending_facility, message_control_id FROM hl7_rejected WHERE replayed_at IS NULL ORDER BY id DESC LIMIT ?`, limit)

@@ -34,7 +34,7 @@ func scanOrder(r scanner) (Order, error) {
 	return o, err
 }
 
-func loadSteps(ctx context.Context, tx *catalog.Tx, o *Order) error {
+func loadSteps(ctx context.Context, tx catalog.Querier, o *Order) error {
 	rows, err := tx.QueryContext(ctx, `SELECT scheduled_procedure_step_id, modality, scheduled_station_ae_title, scheduled_station_name,
 		scheduled_start, protocol_code, protocol_text, protocol_coding_scheme, status FROM order_steps WHERE order_ref = ? ORDER BY step_index`, o.ID)
 	if err != nil {
@@ -53,7 +53,7 @@ func loadSteps(ctx context.Context, tx *catalog.Tx, o *Order) error {
 	return rows.Err()
 }
 
-func loadOrder(ctx context.Context, tx *catalog.Tx, id int64) (Order, error) {
+func loadOrder(ctx context.Context, tx catalog.Querier, id int64) (Order, error) {
 	o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, errNotFound
@@ -109,7 +109,7 @@ func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	args = append(args, limit, offset)
 	out := []Order{}
-	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
 		if err != nil {
@@ -151,7 +151,7 @@ func (b *Bridge) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var d OrderDetail
-	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		o, err := loadOrder(ctx, tx, id)
 		if err != nil {
 			return err
