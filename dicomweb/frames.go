@@ -132,6 +132,9 @@ func (o *opened) frameReader(p imagePixel, n int) (io.Reader, int64, error) {
 	if pd.Tag == 0 {
 		return nil, 0, errorf(http.StatusNotFound, "%v", errNoPixels)
 	}
+	if o.deflated {
+		return nil, 0, errDeflated
+	}
 	if pd.Length != dicomfile.UndefinedLength {
 		size, ok := p.frameSize()
 		if !ok {

@@ -131,7 +131,12 @@ type opened struct {
 	header *dicomfile.Header
 	// dataSet reads the data set: offset 0 is its first byte.
 	dataSet *io.SectionReader
+	// deflated: the data set is compressed in the file (PS3.5 §A.5), so
+	// element offsets do not address the file; values cannot be cut out.
+	deflated bool
 }
+
+var errDeflated = errorf(http.StatusNotImplemented, "values of a Deflated Explicit VR Little Endian instance cannot be retrieved separately")
 
 // open opens an instance file and parses its header, keeping the
 // top-level elements before the pixel data.
@@ -152,7 +157,8 @@ func (s *Service) open(ctx context.Context, in catalog.Instance) (*opened, error
 		return nil, fmt.Errorf("parse %s: %w", in.BlobKey, err)
 	}
 	off := meta.DataSetOffset()
-	return &opened{blob: b, meta: meta, header: h, dataSet: io.NewSectionReader(b, off, b.Size()-off)}, nil
+	ts, _ := dicomfile.LookupTransferSyntax(meta.TransferSyntaxUID)
+	return &opened{blob: b, meta: meta, header: h, dataSet: io.NewSectionReader(b, off, b.Size()-off), deflated: ts.Deflated}, nil
 }
 
 func (o *opened) Close() error { return o.blob.Close() }
@@ -203,7 +209,6 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 	}
 	base := s.base(r)
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 
 	type slot struct {
 		done chan struct{}
@@ -240,7 +245,8 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	defer wg.Wait()
+	// On an early return the workers stop before the handler does.
+	defer func() { cancel(); wg.Wait() }()
 
 	w.Header().Set("Content-Type", ctype)
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -321,6 +327,10 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ts := o.meta.TransferSyntaxUID
+	if o.deflated {
+		s.fail(w, r, errDeflated)
+		return
+	}
 	if len(steps) == 1 && top == o.header.PixelData.Tag && top != 0 {
 		if o.header.PixelData.Length == dicomfile.UndefinedLength {
 			s.sendFrames(w, r, o, nil)
