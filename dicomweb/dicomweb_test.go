@@ -579,3 +579,68 @@ func sameDataSet(t *testing.T, a, b []byte) bool {
 	}
 	return bytes.Equal(ds(a), ds(b))
 }
+
+// TestBulkDataNested builds an instance from DICOM JSON (dicomjson.Write),
+// stores it with STOW-RS and follows the BulkDataURIs its metadata gives
+// for a top-level OB value and for a binary value inside a sequence item.
+func TestBulkDataNested(t *testing.T) {
+	e := start(t, dicomweb.Options{})
+	study, series, sop := dicomfile.NewUID(), dicomfile.NewUID(), dicomfile.NewUID()
+	const sopClass = "1.2.840.10008.5.1.4.1.1.7" // Secondary Capture Image Storage
+	blob := bytes.Repeat([]byte{1, 2, 3, 4}, 600)
+	ds := dicomjson.DataSet{
+		0x00080016: {VR: "UI", Strings: []string{sopClass}},
+		0x00080018: {VR: "UI", Strings: []string{sop}},
+		0x00100010: {VR: "PN", PersonNames: []dicomjson.PersonName{{Alphabetic: "JSON^BUILT"}}},
+		0x0020000D: {VR: "UI", Strings: []string{study}},
+		0x0020000E: {VR: "UI", Strings: []string{series}},
+		0x00420011: {VR: "OB", InlineBinary: blob}, // Encapsulated Document
+		0x00400275: {VR: "SQ", Items: []dicomjson.DataSet{{ // Request Attributes Sequence
+			0x00660023: {VR: "OW", InlineBinary: []byte{9, 8, 7, 6}},
+		}}},
+	}
+	var file bytes.Buffer
+	if _, err := dicomfile.WriteFileMeta(&file, dicomfile.FileMeta{MediaStorageSOPClassUID: sopClass, MediaStorageSOPInstanceUID: sop,
+		TransferSyntaxUID: dicomfile.ExplicitVRLittleEndian, ImplementationClassUID: "2.25.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dicomjson.Write(&file, ds); err != nil {
+		t.Fatal(err)
+	}
+	ct, body := multipartBody(t, file.Bytes())
+	if resp, rb := e.post(t, "/studies/"+study, ct, body); resp.StatusCode != 200 {
+		t.Fatalf("STOW-RS: %d %s", resp.StatusCode, rb)
+	}
+	inst := "/studies/" + study + "/series/" + series + "/instances/" + sop
+	_, mb := e.get(t, inst+"/metadata", "")
+	md := decodeArray(t, mb)[0]
+	if md.String(0x00100010) != "JSON^BUILT" {
+		t.Errorf("metadata: %s", mb)
+	}
+	for _, c := range []struct {
+		uri  string
+		want []byte
+	}{
+		{md[0x00420011].BulkDataURI, blob},
+		{md[0x00400275].Items[0][0x00660023].BulkDataURI, []byte{9, 8, 7, 6}},
+	} {
+		if c.uri == "" {
+			t.Fatalf("no BulkDataURI in %s", mb)
+		}
+		u, _ := url.Parse(c.uri)
+		resp, b := e.get(t, strings.TrimPrefix(u.Path, dicomweb.BasePath), "")
+		parts := readMultipart(t, resp, b)
+		if len(parts) != 1 || !bytes.Equal(parts[0].body, c.want) {
+			t.Errorf("%s: got %d parts", c.uri, len(parts))
+		}
+	}
+	if resp, _ := e.get(t, inst+"/bulkdata/00400275/5/00660023", ""); resp.StatusCode != 404 {
+		t.Errorf("missing item: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := e.get(t, inst+"/frames/1", ""); resp.StatusCode != 404 {
+		t.Errorf("frames of an instance without pixels: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := e.get(t, "/studies?&includefield=StudyDescription", ""); resp.StatusCode != 200 {
+		t.Errorf("empty query key: %d, want 200", resp.StatusCode)
+	}
+}

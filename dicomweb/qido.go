@@ -110,6 +110,8 @@ func parseQIDO(r *http.Request, level catalog.Level, maxResults int) (*qidoReque
 	q := &qidoRequest{query: catalog.Query{Level: level, Filters: map[string]string{}}, include: map[dicomjson.Tag]bool{}}
 	for key, vals := range r.URL.Query() {
 		switch key {
+		case "":
+			// "?&includefield=…", as some viewers write it: no parameter.
 		case "includefield":
 			for _, v := range vals {
 				for _, f := range strings.Split(v, ",") {
