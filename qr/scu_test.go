@@ -220,4 +220,3 @@ func TestFindCancel(t *testing.T) {
 		t.Errorf("C-FIND after the cancelled one: statuses %04X", statuses)
 	}
 }
-
