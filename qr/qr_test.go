@@ -3,6 +3,7 @@ package qr_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
+	"github.com/imaginghub/imaginghub/dicomnet"
 	"github.com/imaginghub/imaginghub/hub"
 	"github.com/imaginghub/imaginghub/hub/hubtest"
 	"github.com/imaginghub/imaginghub/ingest"
@@ -254,6 +256,38 @@ func TestFindWithDCMTK(t *testing.T) {
 	}
 }
 
+func TestFindSCU(t *testing.T) {
+	a := startArchive(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	as, err := dicomnet.Dial(ctx, net.JoinHostPort(a.host, a.port), dicomnet.DialOptions{CallingAETitle: "QRSCU", CalledAETitle: "IMAGINGHUB",
+		PresentationContexts: []dicomnet.ProposedContext{{AbstractSyntax: qr.StudyRootFind, TransferSyntaxes: []string{dicomnet.ExplicitVRLittleEndian}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Release(ctx)
+	var got []string
+	status, err := qr.Find(ctx, as, qr.StudyRootFind, catalog.StudyLevel, map[string]string{"PatientName": "DOE*", "AccessionNumber": "", "Rows": ""},
+		func(m map[string]string) error { got = append(got, m["AccessionNumber"]); return nil })
+	if err != nil || status != dicomnet.StatusSuccess || !slices.Equal(got, []string{"QRACC2", "QRACC1"}) {
+		t.Errorf("Find = %04X, %v, %q", status, err, got)
+	}
+	stop := errors.New("enough")
+	status, err = qr.Find(ctx, as, qr.StudyRootFind, catalog.StudyLevel, map[string]string{"AccessionNumber": ""},
+		func(map[string]string) error { return stop })
+	if !errors.Is(err, stop) || (status != dicomnet.StatusCancel && status != dicomnet.StatusSuccess) {
+		t.Errorf("Find stopped by the callback = %04X, %v", status, err)
+	}
+	if _, err := qr.Find(ctx, as, qr.StudyRootFind, catalog.StudyLevel, map[string]string{"NoSuchKeyword": ""}, nil); !errors.Is(err, qr.ErrUnknownKeyword) {
+		t.Errorf("unknown keyword: %v", err)
+	}
+	_, err = qr.Find(ctx, as, qr.StudyRootFind, catalog.SeriesLevel, map[string]string{"Modality": ""}, nil)
+	var se *dicomnet.StatusError
+	if !errors.As(err, &se) || se.Status != dicomnet.StatusDataSetDoesNotMatchSOPClass {
+		t.Errorf("series query without study UID: %v", err)
+	}
+}
+
 func seriesOf(t *testing.T, a *archive, study string) string {
 	t.Helper()
 	res, err := a.rt.Catalog.Search(context.Background(), catalog.Query{Level: catalog.SeriesLevel, Filters: map[string]string{"StudyInstanceUID": study}})
@@ -320,6 +354,32 @@ func TestMoveWithDCMTK(t *testing.T) {
 		}
 		if got := waitFiles(t, a.storeDir, 5); len(got) != 5 {
 			t.Errorf("destination holds %d files, want 5", len(got))
+		}
+	})
+	t.Run("counters and failed list with our SCU", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		as, err := dicomnet.Dial(ctx, net.JoinHostPort(a.host, a.port), dicomnet.DialOptions{CallingAETitle: "QRSCU", CalledAETitle: "IMAGINGHUB",
+			PresentationContexts: []dicomnet.ProposedContext{{AbstractSyntax: qr.StudyRootMove, TransferSyntaxes: []string{dicomnet.ImplicitVRLittleEndian}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer as.Release(ctx)
+		var remaining []int
+		res, err := qr.Move(ctx, as, qr.StudyRootMove, "STORESCP", catalog.StudyLevel,
+			map[string]string{"StudyInstanceUID": a.studyC + `\` + a.studyB},
+			func(r, c, f, w int) { remaining = append(remaining, r) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != dicomnet.StatusCoercionOfDataElements || res.Completed != 2 || res.Failed != 1 || res.Warning != 0 {
+			t.Errorf("Move = %+v, want status B000, 2 completed, 1 failed", res)
+		}
+		if !slices.Equal(res.FailedSOPInstanceUIDs, []string{a.studyC + ".1.1"}) {
+			t.Errorf("Failed SOP Instance UID List = %q", res.FailedSOPInstanceUIDs)
+		}
+		if !slices.Equal(remaining, []int{2, 1}) {
+			t.Errorf("pending remaining counters = %v, want [2 1]", remaining)
 		}
 	})
 	t.Run("unknown destination", func(t *testing.T) {
