@@ -2,6 +2,8 @@ package dicomweb
 
 import (
 	"mime"
+
+	"github.com/imaginghub/imaginghub/dicomfile"
 	"net/http"
 	"sort"
 	"strconv"
@@ -114,12 +116,18 @@ const (
 )
 
 // negotiateRetrieve picks the representation of an instance retrieve
-// (PS3.18 §10.4.1.1.1): instances are sent in their stored transfer
-// syntax, so a request for another syntax cannot be met (406).
-func negotiateRetrieve(r *http.Request, syntaxes []string, single bool) (retrieveMode, bool) {
+// (PS3.18 §10.4.1.1.1) and the transfer syntax asked for: the
+// transfer-syntax parameter, "*" for the stored ones, or "" when absent,
+// which means Explicit VR Little Endian (PS3.18 §8.7.3.5.2). ok is false
+// when no acceptable range can be met for every stored syntax.
+func negotiateRetrieve(r *http.Request, syntaxes []string, single bool) (mode retrieveMode, ts string, ok bool) {
 	all := func(m mediaRange) bool {
-		for _, ts := range syntaxes {
-			if !m.syntaxOK(ts) {
+		want, ok := m.params["transfer-syntax"]
+		if !ok || want == "*" {
+			return true
+		}
+		for _, st := range syntaxes {
+			if !canTranscode(st, want) {
 				return false
 			}
 		}
@@ -128,16 +136,33 @@ func negotiateRetrieve(r *http.Request, syntaxes []string, single bool) (retriev
 	for _, m := range acceptable(r) {
 		switch {
 		case m.typ == "*/*" || m.typ == "multipart/*":
-			return multipartDICOM, true
+			return multipartDICOM, "", true
 		case m.typ == MediaTypeMultipart:
 			if t, ok := m.params["type"]; (!ok || t == MediaTypeDICOM || t == "*/*" || t == "application/*") && all(m) {
-				return multipartDICOM, true
+				return multipartDICOM, m.params["transfer-syntax"], true
 			}
 		case m.typ == MediaTypeDICOM && single && all(m):
-			return singleDICOM, true
+			return singleDICOM, m.params["transfer-syntax"], true
 		}
 	}
-	return 0, false
+	return 0, "", false
+}
+
+// targetSyntax is the syntax an instance stored in stored is sent in for
+// the negotiated parameter want: the one asked for, the stored one for
+// "*", and for no parameter Explicit VR Little Endian where the archive
+// can produce it, else (compressed data, which is not decompressed) the
+// stored syntax.
+func targetSyntax(stored, want string) string {
+	switch {
+	case want == "*":
+		return stored
+	case want != "":
+		return want
+	case canTranscode(stored, dicomfile.ExplicitVRLittleEndian):
+		return dicomfile.ExplicitVRLittleEndian
+	}
+	return stored
 }
 
 // negotiateParts checks an Accept for multipart/related parts of type

@@ -157,8 +157,8 @@ func TestQIDO(t *testing.T) {
 func TestWADORetrieve(t *testing.T) {
 	f := newFixture(t, dicomweb.Options{})
 	inst := "/studies/" + f.studyA + "/series/" + f.seriesA + "/instances/" + f.instA1
-	t.Run("instance multipart", func(t *testing.T) {
-		resp, body := f.get(t, inst, `multipart/related; type="application/dicom"`)
+	t.Run("instance multipart, stored syntax", func(t *testing.T) {
+		resp, body := f.get(t, inst, `multipart/related; type="application/dicom"; transfer-syntax=*`)
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
@@ -170,8 +170,30 @@ func TestWADORetrieve(t *testing.T) {
 			t.Errorf("part Content-Type %q", ct)
 		}
 	})
+	t.Run("instance multipart, default Explicit VR Little Endian", func(t *testing.T) {
+		resp, body := f.get(t, inst, `multipart/related; type="application/dicom"`)
+		parts := readMultipart(t, resp, body)
+		if len(parts) != 1 {
+			t.Fatalf("%d parts", len(parts))
+		}
+		if ct := parts[0].header["Content-Type"][0]; ct != "application/dicom; transfer-syntax="+dicomfile.ExplicitVRLittleEndian {
+			t.Errorf("part Content-Type %q", ct)
+		}
+		meta, err := dicomfile.ReadFileMeta(bufio.NewReader(bytes.NewReader(parts[0].body)))
+		if err != nil || meta.TransferSyntaxUID != dicomfile.ExplicitVRLittleEndian {
+			t.Fatalf("file meta %+v: %v", meta, err)
+		}
+		h, err := dicomfile.ParseHeader(bytes.NewReader(parts[0].body[meta.DataSetOffset():]), meta.TransferSyntaxUID)
+		if err != nil || h.PatientName != "DOE^JANE" || h.SOPInstanceUID != f.instA1 || h.Rows != 16 {
+			t.Fatalf("transcoded header %+v: %v", h, err)
+		}
+		// Native pixel data is the same bytes at the end of both files.
+		if !bytes.Equal(parts[0].body[len(parts[0].body)-512:], f.fileA1[len(f.fileA1)-512:]) {
+			t.Error("pixel data differs after transcoding")
+		}
+	})
 	t.Run("instance as application/dicom", func(t *testing.T) {
-		resp, body := f.get(t, inst, "application/dicom")
+		resp, body := f.get(t, inst, "application/dicom; transfer-syntax=*")
 		if resp.StatusCode != 200 || !sameDataSet(t, body, f.fileA1) {
 			t.Fatalf("status %d, %d bytes", resp.StatusCode, len(body))
 		}
@@ -512,6 +534,8 @@ func TestWADOURI(t *testing.T) {
 	f := newFixture(t, dicomweb.Options{})
 	q := "/wado?requestType=WADO&studyUID=" + f.studyA + "&seriesUID=" + f.seriesA + "&objectUID=" + f.instA1
 	resp, body := f.get(t, q+"&contentType=application/dicom", "")
+	// WADO-URI returns the object as stored (PS3.18 §9.1.2.2.4 leaves the
+	// syntax to the server unless transferSyntax is given).
 	if resp.StatusCode != 200 || !sameDataSet(t, body, f.fileA1) {
 		t.Errorf("application/dicom: %d", resp.StatusCode)
 	}
@@ -642,5 +666,74 @@ func TestBulkDataNested(t *testing.T) {
 	}
 	if resp, _ := e.get(t, "/studies?&includefield=StudyDescription", ""); resp.StatusCode != 200 {
 		t.Errorf("empty query key: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestTranscodeImplicitToExplicit converts an instance with nested
+// sequences to Implicit VR Little Endian with DCMTK's dcmconv, stores it,
+// and checks that the default WADO-RS retrieve (Explicit VR Little Endian)
+// carries the same data set, as dcmdump and the JSON model see it.
+func TestTranscodeImplicitToExplicit(t *testing.T) {
+	for _, tool := range []string{"dcmconv", "dcmdump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s (DCMTK) not installed", tool)
+		}
+	}
+	study, series, sop := dicomfile.NewUID(), dicomfile.NewUID(), dicomfile.NewUID()
+	const sopClass = "1.2.840.10008.5.1.4.1.1.7"
+	ds := dicomjson.DataSet{
+		0x00080016: {VR: "UI", Strings: []string{sopClass}},
+		0x00080018: {VR: "UI", Strings: []string{sop}},
+		0x00100010: {VR: "PN", PersonNames: []dicomjson.PersonName{{Alphabetic: "TRANS^CODE"}}},
+		0x0020000D: {VR: "UI", Strings: []string{study}},
+		0x0020000E: {VR: "UI", Strings: []string{series}},
+		0x00280010: {VR: "US", Strings: []string{"2"}},
+		0x00400275: {VR: "SQ", Items: []dicomjson.DataSet{
+			{0x00401001: {VR: "SH", Strings: []string{"RP1"}}, 0x00400008: {VR: "SQ", Items: []dicomjson.DataSet{{0x00080100: {VR: "SH", Strings: []string{"CODE"}}}}}},
+			{},
+		}},
+		0x00181063: {VR: "DS", Strings: []string{"33.3"}},
+		0x00420011: {VR: "OB", InlineBinary: bytes.Repeat([]byte{7}, 70000)}, // too long for a 16-bit length
+	}
+	dir := t.TempDir()
+	var file bytes.Buffer
+	dicomfile.WriteFileMeta(&file, dicomfile.FileMeta{MediaStorageSOPClassUID: sopClass, MediaStorageSOPInstanceUID: sop,
+		TransferSyntaxUID: dicomfile.ExplicitVRLittleEndian, ImplementationClassUID: "2.25.1"})
+	if err := dicomjson.Write(&file, ds); err != nil {
+		t.Fatal(err)
+	}
+	explicit, implicit := filepath.Join(dir, "e.dcm"), filepath.Join(dir, "i.dcm")
+	os.WriteFile(explicit, file.Bytes(), 0o600)
+	if out, err := exec.Command("dcmconv", "+ti", explicit, implicit).CombinedOutput(); err != nil {
+		t.Fatalf("dcmconv: %v\n%s", err, out)
+	}
+	implicitBytes, _ := os.ReadFile(implicit)
+	e := start(t, dicomweb.Options{})
+	e.store(t, implicitBytes)
+	resp, body := e.get(t, "/studies/"+study+"/series/"+series+"/instances/"+sop, "application/dicom")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/dicom; transfer-syntax="+dicomfile.ExplicitVRLittleEndian {
+		t.Fatalf("status %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	got := filepath.Join(dir, "got.dcm")
+	os.WriteFile(got, body, 0o600)
+	out, err := exec.Command("dcmdump", "+L", got).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "LittleEndianExplicit") || !strings.Contains(string(out), "CODE") {
+		t.Fatalf("dcmdump of the transcoded file: %v\n%s", err, out)
+	}
+	meta, err := dicomfile.ReadFileMeta(bufio.NewReader(bytes.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := dicomfile.ParseHeaderWithOptions(bytes.NewReader(body[meta.DataSetOffset():]), meta.TransferSyntaxUID, dicomfile.ParseOptions{KeepElements: true, BulkDataThreshold: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := dicomjson.FromElements(h.Elements, dicomjson.DecodeOptions{TransferSyntaxUID: meta.TransferSyntaxUID, BulkDataThreshold: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(back, 0x00080005)
+	if want, got := string(ds.AppendJSON(nil)), string(back.AppendJSON(nil)); want != got {
+		t.Errorf("data set changed:\nwant %.600s\n got %.600s", want, got)
 	}
 }

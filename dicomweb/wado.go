@@ -39,9 +39,9 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 	for _, in := range list {
 		syntaxes = append(syntaxes, in.TransferSyntaxUID)
 	}
-	mode, ok := negotiateRetrieve(r, syntaxes, instance != "")
+	mode, want, ok := negotiateRetrieve(r, syntaxes, instance != "")
 	if !ok {
-		s.fail(w, r, errorf(http.StatusNotAcceptable, "instances are available as multipart/related; type=\"application/dicom\" in their stored transfer syntax only"))
+		s.fail(w, r, errorf(http.StatusNotAcceptable, "instances are available as multipart/related; type=\"application/dicom\" in their stored transfer syntax or, from Implicit VR Little Endian, in Explicit VR Little Endian"))
 		return
 	}
 	if mode == singleDICOM {
@@ -52,9 +52,14 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer b.Close()
-		w.Header().Set("Content-Type", MediaTypeDICOM+"; transfer-syntax="+in.TransferSyntaxUID)
-		w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
-		io.Copy(w, b)
+		ts := targetSyntax(in.TransferSyntaxUID, want)
+		w.Header().Set("Content-Type", MediaTypeDICOM+"; transfer-syntax="+ts)
+		if ts == in.TransferSyntaxUID {
+			w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
+		}
+		if err := writeInstance(w, b, ts); err != nil {
+			s.log.Error("retrieve: instance not sent whole", "key", in.BlobKey, "err", err)
+		}
 		return
 	}
 	mw := newMultipart(w, MediaTypeDICOM)
@@ -67,12 +72,18 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("retrieve: instance file missing", "key", in.BlobKey, "err", err)
 			return
 		}
-		pw, err := mw.part(MediaTypeDICOM+"; transfer-syntax="+in.TransferSyntaxUID, instanceURL(base, in), b.Size())
+		ts := targetSyntax(in.TransferSyntaxUID, want)
+		size := b.Size()
+		if ts != in.TransferSyntaxUID {
+			size = -1
+		}
+		pw, err := mw.part(MediaTypeDICOM+"; transfer-syntax="+ts, instanceURL(base, in), size)
 		if err == nil {
-			_, err = io.Copy(pw, b)
+			err = writeInstance(pw, b, ts)
 		}
 		b.Close()
 		if err != nil {
+			s.log.Error("retrieve: instance not sent whole", "key", in.BlobKey, "err", err)
 			return
 		}
 	}
