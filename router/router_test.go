@@ -1,0 +1,385 @@
+package router_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imaginghub/imaginghub/config"
+	"github.com/imaginghub/imaginghub/dicomfile"
+	"github.com/imaginghub/imaginghub/dicomfile/synth"
+	"github.com/imaginghub/imaginghub/events"
+	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/hub/hubtest"
+	"github.com/imaginghub/imaginghub/ingest"
+	"github.com/imaginghub/imaginghub/router"
+)
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
+		}
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	return p
+}
+
+// storescp is a DCMTK storescp writing every received instance to its own
+// file (+uf: unique names, so a duplicate shows as a second file) exactly
+// as received (+B).
+type storescp struct {
+	dir, port, aet string
+	cmd            *exec.Cmd
+}
+
+func startStorescp(t *testing.T, aet, port, dir string, extra ...string) *storescp {
+	t.Helper()
+	if port == "" {
+		port = freePort(t)
+	}
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	args := append([]string{"-aet", aet, "-od", dir, "+uf", "+B", "-dhl"}, extra...)
+	cmd := exec.Command("storescp", append(args, port)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &storescp{dir: dir, port: port, aet: aet, cmd: cmd}
+	t.Cleanup(s.stop)
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			return s
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("storescp on %s did not start", port)
+	return nil
+}
+
+func (s *storescp) stop() {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+func (s *storescp) addr() string { return "127.0.0.1:" + s.port }
+
+// received maps SOP Instance UID to the files storescp wrote for it.
+func (s *storescp) received(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	paths, _ := filepath.Glob(filepath.Join(s.dir, "*"))
+	for _, p := range paths {
+		meta, _, err := dicomfile.ParseFile(p)
+		if err != nil {
+			continue // still being written
+		}
+		out[meta.MediaStorageSOPInstanceUID] = append(out[meta.MediaStorageSOPInstanceUID], p)
+	}
+	return out
+}
+
+// waitReceived waits until storescp holds n distinct instances.
+func (s *storescp) waitReceived(t *testing.T, n int, within time.Duration) map[string][]string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := s.received(t)
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// webhook is an HTTP receiver of CloudEvents that checks signatures.
+type webhook struct {
+	srv    *httptest.Server
+	secret string
+	mu     sync.Mutex
+	events []events.Event
+	bad    []string
+}
+
+func startWebhook(t *testing.T, secret string) *webhook {
+	w := &webhook{secret: secret}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/cloudevents+json") {
+			w.bad = append(w.bad, "content type "+ct)
+		}
+		if !router.Verify(w.secret, body, r.Header.Get(router.HeaderSignature)) {
+			w.bad = append(w.bad, "bad signature "+r.Header.Get(router.HeaderSignature))
+		}
+		var e events.Event
+		if err := json.Unmarshal(body, &e); err != nil || e.SpecVersion != "1.0" || e.ID == "" {
+			w.bad = append(w.bad, fmt.Sprintf("not a CloudEvent: %v %s", err, body))
+		}
+		w.events = append(w.events, e)
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *webhook) snapshot() ([]events.Event, []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]events.Event(nil), w.events...), append([]string(nil), w.bad...)
+}
+
+// hubWithRouter starts a hub with ingest and the router.
+func hubWithRouter(t *testing.T, cfg config.Config, opts router.Options) (*hub.Runtime, *ingest.Ingest, *router.Router) {
+	t.Helper()
+	var in *ingest.Ingest
+	var r *router.Router
+	rt := hubtest.Start(t, cfg, func(rt *hub.Runtime) {
+		var err error
+		if in, err = ingest.New(rt); err != nil {
+			t.Fatal(err)
+		}
+		rt.Server.Add(in)
+		if r, err = router.New(rt, opts); err != nil {
+			t.Fatal(err)
+		}
+		rt.Server.Add(r)
+	})
+	return rt, in, r
+}
+
+func storescu(t *testing.T, in *ingest.Ingest, aet, tsFlag string, files ...string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(in.Addr())
+	run(t, "storescu", append([]string{tsFlag, "-aec", "IMAGINGHUB", "-aet", aet, host, port}, files...)...)
+}
+
+func writeStudy(t *testing.T, n int, o synth.Options) []string {
+	t.Helper()
+	paths, err := synth.WriteStudy(t.TempDir(), n, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// jpegInstance makes a JPEG Baseline secondary capture with img2dcm.
+func jpegInstance(t *testing.T, studyUID string) string {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, 64, 48))
+	for y := 0; y < 48; y++ {
+		for x := 0; x < 64; x++ {
+			img.SetGray(x, y, color.Gray{Y: uint8(x*4 + y)})
+		}
+	}
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	jpeg.Encode(&buf, img, nil)
+	os.WriteFile(filepath.Join(dir, "in.jpg"), buf.Bytes(), 0o600)
+	out := filepath.Join(dir, "sc.dcm")
+	run(t, "img2dcm", "-k", "PatientName=TEST^JPEG", "-k", "PatientID=SYNJPEG", "-k", "StudyInstanceUID="+studyUID,
+		"-k", "Modality=OT", filepath.Join(dir, "in.jpg"), out)
+	return out
+}
+
+func sopUID(t *testing.T, path string) string {
+	t.Helper()
+	meta, _, err := dicomfile.ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta.MediaStorageSOPInstanceUID
+}
+
+// sameDataSet compares the data sets of two Part 10 files.
+func sameDataSet(t *testing.T, a, b string) bool {
+	t.Helper()
+	ma, _, err := dicomfile.ParseFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _, err := dicomfile.ParseFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, _ := os.ReadFile(a)
+	db, _ := os.ReadFile(b)
+	return ma.TransferSyntaxUID == mb.TransferSyntaxUID && bytes.Equal(da[ma.DataSetOffset():], db[mb.DataSetOffset():])
+}
+
+func keys(m map[string][]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestForwardByRules(t *testing.T) {
+	need(t, "storescu", "storescp", "img2dcm")
+	a := startStorescp(t, "DEST_A", "", "")
+	b := startStorescp(t, "DEST_B", "", "", "+xa")
+	hook := startWebhook(t, "s3cret")
+
+	cfg := hubtest.Config(t)
+	cfg.Study.StableAfter = 2 * time.Second
+	cfg.Router = config.Router{
+		Destinations: []config.Destination{
+			{Name: "ct-archive", AE: "DEST_A", Addr: a.addr()},
+			{Name: "everything", AE: "DEST_B", Addr: b.addr(), Concurrency: 2},
+			{Name: "hook", URL: hook.srv.URL + "/events", Secret: "s3cret"},
+		},
+		Rules: []config.Rule{
+			{Name: "ct", On: []string{events.TypeInstanceStored}, Match: config.RuleMatch{Modality: "^CT$"}, Forward: []string{"ct-archive"}},
+			{Name: "all", On: []string{events.TypeInstanceStored}, Forward: []string{"everything"}},
+			{Name: "stable", On: []string{events.TypeStudyStable}, Forward: []string{"hook"}},
+			{Name: "never", On: []string{events.TypeInstanceStored}, Match: config.RuleMatch{CallingAE: "^NOBODY$"}, Forward: []string{"hook"}},
+		},
+	}
+	rt, in, r := hubWithRouter(t, cfg, router.Options{})
+
+	ctStudy, mrStudy := dicomfile.NewUID(), dicomfile.NewUID()
+	ct := writeStudy(t, 3, synth.Options{Seed: 1, StudyInstanceUID: ctStudy, Rows: 64, Columns: 64})
+	mr := writeStudy(t, 2, synth.Options{Seed: 2, StudyInstanceUID: mrStudy, Modality: "MR", Rows: 64, Columns: 64,
+		TransferSyntaxUID: dicomfile.ExplicitVRLittleEndian})
+	jpg := jpegInstance(t, mrStudy)
+	storescu(t, in, "CT01", "-xi", ct...)
+	storescu(t, in, "MR01", "-xe", mr...)
+	storescu(t, in, "MR01", "-xy", jpg)
+
+	gotA := a.waitReceived(t, 3, 30*time.Second)
+	gotB := b.waitReceived(t, 6, 30*time.Second)
+	var wantA, wantB []string
+	for _, p := range ct {
+		wantA = append(wantA, sopUID(t, p))
+	}
+	for _, p := range append(append(append([]string(nil), ct...), mr...), jpg) {
+		wantB = append(wantB, sopUID(t, p))
+	}
+	sort.Strings(wantA)
+	sort.Strings(wantB)
+	if g := keys(gotA); strings.Join(g, ",") != strings.Join(wantA, ",") {
+		t.Errorf("ct-archive received %v, want the CT instances %v", g, wantA)
+	}
+	if g := keys(gotB); strings.Join(g, ",") != strings.Join(wantB, ",") {
+		t.Errorf("everything received %v, want %v", g, wantB)
+	}
+	// Every instance arrived once, in its stored transfer syntax (the JPEG
+	// one compressed, as stored), with the data set as sent.
+	for _, p := range append(append(append([]string(nil), ct...), mr...), jpg) {
+		files := gotB[sopUID(t, p)]
+		if len(files) != 1 {
+			t.Errorf("%s received %d times by everything", filepath.Base(p), len(files))
+			continue
+		}
+		if !sameDataSet(t, p, files[0]) {
+			t.Errorf("%s: forwarded data set differs from the one stored", filepath.Base(p))
+		}
+	}
+	for uid, files := range gotA {
+		if len(files) != 1 {
+			t.Errorf("%s received %d times by ct-archive", uid, len(files))
+		}
+	}
+
+	// One study.stable event per study reaches the webhook, signed.
+	deadline := time.Now().Add(30 * time.Second)
+	var got []events.Event
+	var bad []string
+	for time.Now().Before(deadline) {
+		got, bad = hook.snapshot()
+		if len(got) >= 2 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got, bad = hook.snapshot()
+	if len(bad) > 0 {
+		t.Errorf("webhook saw bad requests: %v", bad)
+	}
+	studies := map[string]int{}
+	for _, e := range got {
+		if e.Type != events.TypeStudyStable {
+			t.Errorf("webhook got %s", e.Type)
+		}
+		var s ingest.StudyStable
+		json.Unmarshal(e.Data, &s)
+		studies[s.StudyInstanceUID] = max(studies[s.StudyInstanceUID], s.NumberOfInstances)
+	}
+	if studies[ctStudy] != 3 || studies[mrStudy] != 3 || len(studies) != 2 {
+		t.Errorf("webhook studies %v, want %s:3 and %s:3", studies, ctStudy, mrStudy)
+	}
+
+	// The admin view agrees: nothing queued, nothing failed.
+	st, err := r.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range st {
+		if d.Failed != 0 || d.Paused {
+			t.Errorf("destination %+v", d)
+		}
+	}
+	m := scrape(t, rt)
+	for _, want := range []string{
+		`imaginghub_router_forwarded_total{destination="ct-archive"} 3`,
+		`imaginghub_router_forwarded_total{destination="everything"} 6`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func scrape(t *testing.T, rt *hub.Runtime) string {
+	t.Helper()
+	rsp, err := http.Get("http://" + rt.Server.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	b, _ := io.ReadAll(rsp.Body)
+	return string(b)
+}
