@@ -32,6 +32,7 @@ type Config struct {
 	Data     Data     `yaml:"data"`
 	HTTP     HTTP     `yaml:"http"`
 	DICOM    DICOM    `yaml:"dicom"`
+	DICOMweb DICOMweb `yaml:"dicomweb"`
 	HL7      HL7      `yaml:"hl7"`
 	RIS      RIS      `yaml:"ris"`
 	PMS      PMS      `yaml:"pms"`
@@ -72,6 +73,15 @@ type DICOM struct {
 	// Remotes are the DICOM peers the hub may send to (C-MOVE
 	// destinations): "AE=host:port,AE2=host:port".
 	Remotes string `yaml:"remotes" help:"C-MOVE destinations: AE=host:port,AE2=host:port"`
+}
+
+// DICOMweb is PS3.18 under /dicomweb on the HTTP listener.
+type DICOMweb struct {
+	PublicURL          string   `yaml:"public_url" help:"absolute URL clients reach the hub at (prefix of RetrieveURL and BulkDataURI); empty: from each request's Host"`
+	CORSOrigins        []string `yaml:"cors_origins" help:"comma-separated origins a browser viewer may call from; * for any; empty: no CORS"`
+	MaxQueryResults    int      `yaml:"max_query_results" help:"cap of a QIDO-RS response without a smaller limit (a Warning header says so)"`
+	MaxStoreBytes      int64    `yaml:"max_store_bytes" help:"largest STOW-RS request body, bytes"`
+	MetadataCacheBytes int      `yaml:"metadata_cache_bytes" help:"memory for cached instance metadata, bytes; negative: no cache"`
 }
 
 // HL7 is the MLLP listener and the hub's identity in HL7 messages.
@@ -150,6 +160,7 @@ func Default() Config {
 			MaxPDULength:    1 << 20,
 			DuplicatePolicy: "keep-first",
 		},
+		DICOMweb: DICOMweb{MaxQueryResults: 1000, MaxStoreBytes: 16 << 30, MetadataCacheBytes: 64 << 20},
 		HL7: HL7{
 			Addr:           ":2575",
 			Application:    "IMAGINGHUB",
@@ -302,7 +313,7 @@ func setString(v reflect.Value, s string) error {
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
 		v.SetString(s)
-	case v.Kind() == reflect.Int:
+	case v.Kind() == reflect.Int, v.Kind() == reflect.Int64:
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			return fmt.Errorf("not an integer: %q", s)
@@ -351,6 +362,14 @@ func (c Config) Validate() error {
 	}
 	if (c.HL7.TLSCert == "") != (c.HL7.TLSKey == "") {
 		return bad("hl7.tls_cert", "set both hl7.tls_cert and hl7.tls_key, or neither")
+	}
+	if c.DICOMweb.PublicURL != "" {
+		if u, err := url.Parse(c.DICOMweb.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("dicomweb.public_url", "%q: want http(s)://host[:port]", c.DICOMweb.PublicURL)
+		}
+	}
+	if c.DICOMweb.MaxQueryResults < 1 {
+		return bad("dicomweb.max_query_results", "must be at least 1")
 	}
 	if c.HL7.MaxMessageSize < 1024 {
 		return bad("hl7.max_message_size", "must be at least 1024")

@@ -75,22 +75,13 @@ type Service struct {
 }
 
 // New builds the service on rt and registers its routes on rt.Server.Mux.
-// storer is the ingest storer STOW-RS stores through; when nil, one is
-// built from rt with the configured duplicate policy, as ingest.New does.
+// storer is the ingest storer STOW-RS stores through; when nil,
+// ingest.NewStorer(rt) builds it, so both ways in take one path.
 func New(rt *hub.Runtime, storer *ingest.Storer, opts Options) (*Service, error) {
 	if storer == nil {
-		policy, err := duplicatePolicy(rt.Config.DICOM.DuplicatePolicy)
-		if err != nil {
+		var err error
+		if storer, err = ingest.NewStorer(rt); err != nil {
 			return nil, err
-		}
-		storer = &ingest.Storer{
-			Blobs:       rt.Blobs,
-			Catalog:     rt.Catalog,
-			Coord:       rt.Coord,
-			Policy:      policy,
-			StableAfter: rt.Config.Study.StableAfter,
-			Committed:   rt.Relay.Kick,
-			Log:         rt.Log.With("component", "dicomweb"),
 		}
 	}
 	if opts.MaxQueryResults <= 0 {
@@ -118,17 +109,6 @@ func New(rt *hub.Runtime, storer *ingest.Storer, opts Options) (*Service, error)
 	return s, nil
 }
 
-func duplicatePolicy(s string) (catalog.DuplicatePolicy, error) {
-	switch s {
-	case "keep-first", "":
-		return catalog.KeepFirst, nil
-	case "replace":
-		return catalog.Replace, nil
-	case "reject":
-		return catalog.Reject, nil
-	}
-	return 0, fmt.Errorf("dicomweb: unknown duplicate policy %q", s)
-}
 
 // Name implements hub.Component.
 func (s *Service) Name() string { return "dicomweb" }

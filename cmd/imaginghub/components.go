@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/imaginghub/imaginghub/dicomweb"
 	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
 	"github.com/imaginghub/imaginghub/hl7intake"
 	"github.com/imaginghub/imaginghub/hl7out"
@@ -16,6 +17,16 @@ import (
 // runs together, in this order.
 var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 	"ingest": func(rt *hub.Runtime) (hub.Component, error) { return ingest.New(rt) },
+	"dicomweb": func(rt *hub.Runtime) (hub.Component, error) {
+		c := rt.Config.DICOMweb
+		return dicomweb.New(rt, nil, dicomweb.Options{
+			PublicURL:            c.PublicURL,
+			CORSOrigins:          c.CORSOrigins,
+			MaxQueryResults:      c.MaxQueryResults,
+			MaxStoreRequestBytes: c.MaxStoreBytes,
+			MetadataCacheBytes:   c.MetadataCacheBytes,
+		})
+	},
 	// The MLLP listener takes the messages of both bridges.
 	"hl7": func(rt *hub.Runtime) (hub.Component, error) {
 		return hl7intake.New(rt, append(hisbridge.Routes(), risbridge.Routes()...)...)
@@ -26,7 +37,7 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest", "hl7", "his-bridge", "ris-bridge", "hl7out"}
+var allComponents = []string{"ingest", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))
