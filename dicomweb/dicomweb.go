@@ -109,7 +109,6 @@ func New(rt *hub.Runtime, storer *ingest.Storer, opts Options) (*Service, error)
 	return s, nil
 }
 
-
 // Name implements hub.Component.
 func (s *Service) Name() string { return "dicomweb" }
 
