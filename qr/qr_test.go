@@ -2,6 +2,7 @@ package qr_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -450,5 +451,74 @@ func TestParseRemotes(t *testing.T) {
 		if tc.ok && fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("ParseRemotes(%q) = %v, want %v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestGetCancel sends C-CANCEL from inside the first C-STORE sub-operation
+// of a C-GET: the SCP stops and answers Cancel with its counters
+// (PS3.4 §C.4.3.3.2).
+func TestGetCancel(t *testing.T) {
+	a := startArchive(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rsps *dicomnet.Responses
+	stores := 0
+	reg := &dicomnet.Registry{}
+	both := []string{dicomnet.ExplicitVRLittleEndian, dicomnet.ImplicitVRLittleEndian}
+	reg.Handle(synth.CTImageStorage, both, dicomnet.HandlerFunc(
+		func(ctx context.Context, w dicomnet.ResponseWriter, r *dicomnet.Request) {
+			stores++
+			if stores == 1 {
+				if err := rsps.Cancel(); err != nil {
+					t.Errorf("Cancel: %v", err)
+				}
+			}
+			w.Respond(&dicomnet.Command{Status: dicomnet.StatusSuccess}, nil)
+		}))
+	as, err := dicomnet.Dial(ctx, net.JoinHostPort(a.host, a.port), dicomnet.DialOptions{CallingAETitle: "GETSCU", CalledAETitle: "IMAGINGHUB",
+		Registry: reg,
+		PresentationContexts: []dicomnet.ProposedContext{
+			{AbstractSyntax: qr.StudyRootGet, TransferSyntaxes: []string{dicomnet.ImplicitVRLittleEndian}},
+			{AbstractSyntax: synth.CTImageStorage, TransferSyntaxes: both, SCPRole: true},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Release(ctx)
+	pc, _ := as.PresentationContext(qr.StudyRootGet, "")
+	enc := []byte{}
+	// QueryRetrieveLevel=STUDY, StudyInstanceUID (Implicit VR LE).
+	appendElem := func(g, e uint16, v string) {
+		if len(v)%2 == 1 {
+			v += "\x00"
+		}
+		enc = append(enc, byte(g), byte(g>>8), byte(e), byte(e>>8), byte(len(v)), byte(len(v)>>8), 0, 0)
+		enc = append(enc, v...)
+	}
+	appendElem(0x0008, 0x0052, "STUDY ")
+	appendElem(0x0020, 0x000D, a.studyA)
+	rsps, err = as.Request(ctx, pc, &dicomnet.Command{CommandField: dicomnet.CGetRQ, AffectedSOPClassUID: qr.StudyRootGet}, bytes.NewReader(enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := rsps.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Final() {
+			continue
+		}
+		c := r.Command
+		if c.Status != dicomnet.StatusCancel {
+			t.Fatalf("final status 0x%04X after %d sub-operations, want 0xFE00", c.Status, stores)
+		}
+		if c.NumberOfRemainingSuboperations == nil || *c.NumberOfRemainingSuboperations == 0 {
+			t.Errorf("Cancel response without remaining sub-operations: %+v", c)
+		}
+		break
+	}
+	if stores >= 3 {
+		t.Errorf("%d sub-operations after C-CANCEL, want fewer than 3", stores)
 	}
 }

@@ -148,7 +148,9 @@ func (q *QR) subOperations(ctx context.Context, w dicomnet.ResponseWriter, r *di
 			q.log.Info(op+" canceled", "calling_ae", r.Association.CallingAETitle(), "completed", c.completed, "remaining", c.remaining)
 			return
 		}
-		status, err := q.send(ctx, as, in, opts)
+		sctx, done := subOperationContext(ctx)
+		status, err := q.send(sctx, as, in, opts)
+		done()
 		c.remaining--
 		switch {
 		case err != nil:
@@ -209,6 +211,21 @@ func failedList(uids []string, explicit bool) []byte {
 	enc := encoder{explicit: explicit}
 	enc.add(tagFailedSOPInstanceUIDs, "UI", strings.Join(uids, `\`))
 	return enc.bytes()
+}
+
+// subOperationContext is ctx for one C-STORE sub-operation, except that
+// C-CANCEL does not end it: the sub-operation in progress completes and
+// the SCP stops before the next (PS3.4 §C.4.2.3.2). Ending it half way
+// would abort the association the sub-operation runs on, which for C-GET
+// is the requester's own.
+func subOperationContext(ctx context.Context) (context.Context, func()) {
+	sub, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		if cause := context.Cause(ctx); !errors.Is(cause, dicomnet.ErrCanceled) {
+			cancel(cause)
+		}
+	})
+	return sub, func() { stop(); cancel(nil) }
 }
 
 // errNoContext: the peer accepted no presentation context for the
