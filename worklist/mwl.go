@@ -249,7 +249,7 @@ func (w *Worklist) serveFind(ctx context.Context, rw dicomnet.ResponseWriter, r 
 		rw.Respond(&dicomnet.Command{Status: dicomnet.StatusOutOfResources, ErrorComment: "too many matches; narrow the query"}, nil)
 		return
 	case err != nil:
-		if context.Cause(ctx) == dicomnet.ErrCanceled {
+		if errors.Is(context.Cause(ctx), dicomnet.ErrCanceled) {
 			rw.Respond(&dicomnet.Command{Status: dicomnet.StatusCancel}, nil)
 			return
 		}

@@ -145,7 +145,8 @@ func (th *testHub) do(t *testing.T, method, path string, body any, v any) int {
 func (th *testHub) dial(t *testing.T) *dicomnet.Association {
 	t.Helper()
 	as, err := dicomnet.Dial(context.Background(), th.dicom, dicomnet.DialOptions{
-		CallingAETitle: "CT01_AE", CalledAETitle: "IMAGINGHUB", PresentationContexts: worklist.ProposedContexts(),
+		CallingAETitle: "CT01_AE", CalledAETitle: "IMAGINGHUB", PresentationContexts: append(worklist.ProposedContexts(),
+			dicomnet.ProposedContext{AbstractSyntax: dicomnet.VerificationSOPClass, TransferSyntaxes: []string{dicomnet.ImplicitVRLittleEndian}}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -410,3 +411,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
