@@ -76,10 +76,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component.
 func (b *Bridge) Start(ctx context.Context) error {
-	if _, err := b.rt.Bus.EnsureStream(ctx, hl7intake.StreamSpec()); err != nil {
-		return fmt.Errorf("ris-bridge: stream: %w", err)
-	}
-	cons, err := b.rt.Bus.ConsumeRaw(ctx, events.ConsumerSpec{
+	cons, err := b.rt.StartConsumer(ctx, events.ConsumerSpec{
 		Name:           ConsumerName,
 		Description:    "orders and reports from ORM, OMI and ORU",
 		Stream:         hl7intake.StreamName,
@@ -88,35 +85,17 @@ func (b *Bridge) Start(ctx context.Context) error {
 		BackOff:        b.BackOff,
 		// An order's NW, changes and report must apply in the order sent.
 		Concurrency: 1,
-	}, b.handle)
+	}, nil, b.handle, hl7intake.StreamSpec())
 	if err != nil {
-		return fmt.Errorf("ris-bridge: %w", err)
+		return err
 	}
 	b.cons = cons
-	b.rt.Server.AddCheck("ris-bridge consumer", func(context.Context) error {
-		select {
-		case <-cons.Done():
-			return errors.New("stopped")
-		default:
-			return nil
-		}
-	})
 	return nil
 }
 
 // Shutdown implements hub.Component.
 func (b *Bridge) Shutdown(ctx context.Context) error {
-	if b.cons == nil {
-		return nil
-	}
-	done := make(chan struct{})
-	go func() { b.cons.Stop(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return hub.StopConsumer(ctx, b.cons)
 }
 
 func (b *Bridge) handle(ctx context.Context, d events.Delivery) error {
