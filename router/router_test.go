@@ -383,3 +383,216 @@ func scrape(t *testing.T, rt *hub.Runtime) string {
 	b, _ := io.ReadAll(rsp.Body)
 	return string(b)
 }
+
+// TestOutageAndRestart: the destination is down while instances arrive
+// (a minute; five seconds with -short), the hub is restarted on the same
+// data while the backlog drains, and a job for an instance already
+// delivered is queued again: every instance arrives exactly once.
+func TestOutageAndRestart(t *testing.T) {
+	need(t, "storescu", "storescp")
+	outage := time.Minute
+	if testing.Short() {
+		outage = 5 * time.Second
+	}
+	port := freePort(t)
+	dir := t.TempDir()
+	cfg := hubtest.Config(t)
+	cfg.Router = config.Router{
+		Destinations: []config.Destination{{Name: "pacs", AE: "PACS", Addr: "127.0.0.1:" + port, Concurrency: 2, MaxAttempts: 1000, Timeout: 10 * time.Second}},
+		Rules:        []config.Rule{{Name: "all", On: []string{events.TypeInstanceStored}, Forward: []string{"pacs"}}},
+	}
+	opts := router.Options{BackOff: []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, time.Second}, ScanInterval: 200 * time.Millisecond}
+	rt, in, r := hubWithRouter(t, cfg, opts)
+
+	const n = 200
+	paths := writeStudy(t, n, synth.Options{Seed: 3, StudyInstanceUID: dicomfile.NewUID(), Rows: 64, Columns: 64})
+	storescu(t, in, "CT01", "-xi", paths...)
+	time.Sleep(outage)
+	st, err := r.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].QueueDepth != n || st[0].Failed != 0 {
+		t.Errorf("after the outage: %+v, want %d queued and none failed", st[0], n)
+	}
+	if m := scrape(t, rt); !strings.Contains(m, `imaginghub_router_failures_total{destination="pacs"}`) {
+		t.Errorf("no failure counted during the outage")
+	}
+
+	scp := startStorescp(t, "PACS", port, dir, "--fork") // one process per association: concurrency 2
+	// Stop the hub as soon as forwarding has begun, then start it again
+	// on the same data directory (and the same external backends).
+	for len(scp.received(t)) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	t0 := time.Now()
+	hubtest.Stop(t, rt)
+	before := len(scp.received(t))
+	rt, _, r = hubWithRouter(t, cfg, opts)
+	t.Logf("%d of %d forwarded before the restart, which took %v", before, n, time.Since(t0).Round(time.Millisecond))
+
+	got := scp.waitReceived(t, n, 60*time.Second)
+	t.Logf("all forwarded %v after the restart", time.Since(t0).Round(time.Millisecond))
+	want := map[string]bool{}
+	for _, p := range paths {
+		want[sopUID(t, p)] = true
+	}
+	if len(got) != n {
+		t.Fatalf("received %d distinct instances, want %d", len(got), n)
+	}
+	for uid, files := range got {
+		if !want[uid] {
+			t.Errorf("received unknown instance %s", uid)
+		}
+		if len(files) != 1 {
+			t.Errorf("%s received %d times", uid, len(files))
+		}
+	}
+
+	// A job for an instance the destination acknowledged, queued again
+	// with another message id (as after the duplicate window), is skipped.
+	inst, err := rt.Catalog.GetInstance(context.Background(), sopUID(t, paths[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, _ := json.Marshal(router.Job{Destination: "pacs", SOPInstanceUID: inst.SOPInstanceUID, SOPClassUID: inst.SOPClassUID, BlobKey: inst.BlobKey})
+	if _, err := rt.Bus.PublishRaw(context.Background(), router.Subject("pacs"), "again", job, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(scrape(t, rt), `imaginghub_router_skipped_total{destination="pacs"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("repeated job not skipped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if files := scp.received(t)[inst.SOPInstanceUID]; len(files) != 1 {
+		t.Errorf("repeated job forwarded again: %d files", len(files))
+	}
+}
+
+func api(t *testing.T, rt *hub.Runtime, method, path string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+rt.Server.HTTPAddr()+path, nil)
+	rsp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	body, _ := io.ReadAll(rsp.Body)
+	if out != nil && rsp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, body)
+		}
+	}
+	return rsp.StatusCode
+}
+
+func destinationStatus(t *testing.T, rt *hub.Runtime, name string) router.DestinationStatus {
+	t.Helper()
+	var ds []router.DestinationStatus
+	if c := api(t, rt, "GET", "/api/router/destinations", &ds); c != http.StatusOK {
+		t.Fatalf("GET destinations: %d", c)
+	}
+	for _, d := range ds {
+		if d.Name == name {
+			return d
+		}
+	}
+	t.Fatalf("no destination %s in %+v", name, ds)
+	return router.DestinationStatus{}
+}
+
+// TestAdminAPI: a destination that accepts only uncompressed syntaxes gets
+// JPEG instances, which are dead-lettered at once (no transcoding); an
+// operator pauses and resumes it, and once it accepts JPEG retries one
+// dead letter and discards the other.
+func TestAdminAPI(t *testing.T) {
+	need(t, "storescu", "storescp", "img2dcm")
+	port := freePort(t)
+	dir := t.TempDir()
+	scp := startStorescp(t, "NARROW", port, dir)
+	cfg := hubtest.Config(t)
+	cfg.Router = config.Router{
+		Destinations: []config.Destination{{Name: "narrow", AE: "NARROW", Addr: "127.0.0.1:" + port, MaxAttempts: 3}},
+		Rules:        []config.Rule{{Name: "all", On: []string{events.TypeInstanceStored}, Forward: []string{"narrow"}}},
+	}
+	rt, in, _ := hubWithRouter(t, cfg, router.Options{BackOff: []time.Duration{100 * time.Millisecond}, IdleRelease: 300 * time.Millisecond})
+
+	study := dicomfile.NewUID()
+	jpg1, jpg2 := jpegInstance(t, study), jpegInstance(t, study)
+	storescu(t, in, "SC01", "-xy", jpg1, jpg2)
+	deadline := time.Now().Add(20 * time.Second)
+	var failed []router.FailedJob
+	for len(failed) < 2 && time.Now().Before(deadline) {
+		api(t, rt, "GET", "/api/router/destinations/narrow/failed", &failed)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(failed) != 2 {
+		t.Fatalf("failed %+v, want the 2 JPEG instances", failed)
+	}
+	for _, f := range failed {
+		if f.Attempts != 1 || !strings.Contains(f.Error, "no presentation context") || f.SOPInstanceUID == "" {
+			t.Errorf("failed job %+v: want one attempt, refused for lack of a presentation context", f)
+		}
+	}
+	if d := destinationStatus(t, rt, "narrow"); d.Failed != 2 || d.Kind != "dicom" || d.Paused {
+		t.Errorf("status %+v", d)
+	}
+
+	// Paused, the destination gets nothing; jobs wait in its queue.
+	if c := api(t, rt, "POST", "/api/router/destinations/narrow/pause", nil); c != http.StatusOK {
+		t.Fatalf("pause: %d", c)
+	}
+	ct := writeStudy(t, 1, synth.Options{Seed: 4, StudyInstanceUID: study, Rows: 32, Columns: 32})
+	storescu(t, in, "CT01", "-xi", ct...)
+	time.Sleep(time.Second)
+	if d := destinationStatus(t, rt, "narrow"); !d.Paused || d.QueueDepth != 1 {
+		t.Errorf("paused status %+v, want paused with 1 queued", d)
+	}
+	if n := len(scp.received(t)); n != 0 {
+		t.Errorf("paused destination received %d", n)
+	}
+	if c := api(t, rt, "POST", "/api/router/destinations/narrow/resume", nil); c != http.StatusOK {
+		t.Fatalf("resume: %d", c)
+	}
+	if got := scp.waitReceived(t, 1, 10*time.Second); len(got) != 1 {
+		t.Fatalf("after resume received %v", keys(got))
+	}
+
+	// The destination learns JPEG; retry one dead letter, discard the other.
+	scp.stop()
+	time.Sleep(500 * time.Millisecond) // the idle association is released
+	scp = startStorescp(t, "NARROW", port, dir, "+xa")
+	byUID := map[string]uint64{}
+	for _, f := range failed {
+		byUID[f.SOPInstanceUID] = f.Seq
+	}
+	retry, discard := byUID[sopUID(t, jpg1)], byUID[sopUID(t, jpg2)]
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/api/router/destinations/nowhere/pause", http.StatusNotFound},
+		{"GET", "/api/router/destinations/nowhere/failed", http.StatusNotFound},
+		{"POST", "/api/router/destinations/narrow/failed/x/retry", http.StatusBadRequest},
+		{"DELETE", "/api/router/destinations/narrow/failed/999999", http.StatusNotFound},
+		{"POST", fmt.Sprintf("/api/router/destinations/narrow/failed/%d/retry", retry), http.StatusOK},
+		{"DELETE", fmt.Sprintf("/api/router/destinations/narrow/failed/%d", discard), http.StatusOK},
+		{"DELETE", fmt.Sprintf("/api/router/destinations/narrow/failed/%d", discard), http.StatusNotFound},
+	} {
+		if c := api(t, rt, tc.method, tc.path, nil); c != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, c, tc.want)
+		}
+	}
+	got := scp.waitReceived(t, 2, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	got = scp.received(t)
+	if len(got) != 2 || len(got[sopUID(t, jpg1)]) != 1 || len(got[sopUID(t, jpg2)]) != 0 {
+		t.Errorf("received %v, want the CT instance and the retried JPEG once each", keys(got))
+	}
+	if d := destinationStatus(t, rt, "narrow"); d.Failed != 0 || d.QueueDepth != 0 {
+		t.Errorf("final status %+v", d)
+	}
+}
