@@ -185,3 +185,30 @@ router:
 		}
 	}
 }
+
+func TestParseRemotes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want map[string]string
+		ok   bool
+	}{
+		{"", map[string]string{}, true},
+		{"WS1=10.0.0.5:104", map[string]string{"WS1": "10.0.0.5:104"}, true},
+		{" WS1 = host:104 , VIEWER=[::1]:11112,", map[string]string{"WS1": "host:104", "VIEWER": "[::1]:11112"}, true},
+		{"WS1", nil, false},
+		{"WS1=host", nil, false},
+		{"=host:104", nil, false},
+		{"THIS_AE_IS_TOO_LONG=host:104", nil, false},
+		{`BACK\SLASH=host:104`, nil, false},
+		{"WS1=a:1,WS1=b:2", nil, false},
+	} {
+		got, err := ParseRemotes(tc.in)
+		if tc.ok != (err == nil) {
+			t.Errorf("ParseRemotes(%q) error = %v, want ok=%v", tc.in, err, tc.ok)
+			continue
+		}
+		if tc.ok && fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("ParseRemotes(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

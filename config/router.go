@@ -182,6 +182,7 @@ func ParseRemotes(s string) (map[string]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("%q: want AE=host:port", item)
 		}
+		ae, addr = strings.TrimSpace(ae), strings.TrimSpace(addr)
 		if err := checkAE(ae); err != nil {
 			return nil, err
 		}

@@ -5,16 +5,16 @@
 // It owns no listener: New registers its handlers on the Registry of the
 // DICOM listener (ingest's), which must happen before that listener
 // starts. C-MOVE destinations come from a table of remote AEs
-// (Options.Remotes, parsed from "AE=host:port,…" by ParseRemotes).
+// (Options.Remotes, from dicom.remotes: see config.ParseRemotes).
 package qr
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/config"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
@@ -33,9 +33,6 @@ const (
 	StudyRootMove   = "1.2.840.10008.5.1.4.1.2.2.2"
 	StudyRootGet    = "1.2.840.10008.5.1.4.1.2.2.3"
 )
-
-// ErrInvalidRemotes: a remote AE table does not parse.
-var ErrInvalidRemotes = errors.New("qr: invalid remote AE table")
 
 // Options configure the Q/R SCP. The zero value works: no C-MOVE
 // destinations, the hub's AE title, no cap on C-FIND matches.
@@ -82,10 +79,12 @@ func New(rt *hub.Runtime, reg *dicomnet.Registry, opts Options) (*QR, error) {
 	if opts.Logger == nil {
 		opts.Logger = rt.Log
 	}
-	for ae, addr := range opts.Remotes {
-		if err := checkRemote(ae, addr); err != nil {
-			return nil, err
+	if opts.Remotes == nil {
+		remotes, err := config.ParseRemotes(rt.Config.DICOM.Remotes)
+		if err != nil {
+			return nil, &config.Error{Key: "dicom.remotes", Env: "IMAGINGHUB_DICOM_REMOTES", Err: err}
 		}
+		opts.Remotes = remotes
 	}
 	q := &QR{rt: rt, opts: opts, log: opts.Logger.With("component", "qr")}
 	// Identifiers are small; the uncompressed syntaxes are all a Q/R
@@ -119,51 +118,6 @@ func (q *QR) Start(context.Context) error { return nil }
 // Shutdown implements hub.Component. Operations in progress end with the
 // listener's associations.
 func (q *QR) Shutdown(context.Context) error { return nil }
-
-// ParseRemotes parses a remote AE table "AE=host:port,AE2=host:port", the
-// format of IMAGINGHUB_DICOM_REMOTES. Spaces around entries are ignored;
-// an empty string is an empty table. Errors wrap ErrInvalidRemotes.
-func ParseRemotes(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for entry := range strings.SplitSeq(s, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		ae, addr, ok := strings.Cut(entry, "=")
-		if !ok {
-			return nil, fmt.Errorf("%w: entry %q is not AE=host:port", ErrInvalidRemotes, entry)
-		}
-		ae, addr = strings.TrimSpace(ae), strings.TrimSpace(addr)
-		if err := checkRemote(ae, addr); err != nil {
-			return nil, err
-		}
-		if _, dup := out[ae]; dup {
-			return nil, fmt.Errorf("%w: AE title %q listed twice", ErrInvalidRemotes, ae)
-		}
-		out[ae] = addr
-	}
-	return out, nil
-}
-
-// checkRemote validates one entry: an AE title of 1–16 characters of the
-// default repertoire without backslash or control characters, not all
-// spaces (PS3.5 §6.2, AE), and a host:port address.
-func checkRemote(ae, addr string) error {
-	if ae == "" || len(ae) > 16 || strings.TrimSpace(ae) == "" {
-		return fmt.Errorf("%w: AE title %q must have 1 to 16 characters", ErrInvalidRemotes, ae)
-	}
-	for i := 0; i < len(ae); i++ {
-		if ae[i] < 0x20 || ae[i] > 0x7E || ae[i] == '\\' {
-			return fmt.Errorf("%w: AE title %q has a character not allowed in AE", ErrInvalidRemotes, ae)
-		}
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" || port == "" {
-		return fmt.Errorf("%w: address %q of %s is not host:port", ErrInvalidRemotes, addr, ae)
-	}
-	return nil
-}
 
 // request is a parsed C-FIND, C-MOVE or C-GET identifier.
 type request struct {

@@ -10,13 +10,24 @@ import (
 	"github.com/imaginghub/imaginghub/hl7out"
 	"github.com/imaginghub/imaginghub/hub"
 	"github.com/imaginghub/imaginghub/ingest"
+	"github.com/imaginghub/imaginghub/qr"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
 )
 
 // components are the parts that "imaginghub <name>" runs alone and "serve"
 // runs together, in this order.
 var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
-	"ingest": func(rt *hub.Runtime) (hub.Component, error) { return ingest.New(rt) },
+	// The DICOM listener: C-STORE, and Query/Retrieve on the same port.
+	"ingest": func(rt *hub.Runtime) (hub.Component, error) {
+		in, err := ingest.New(rt)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := qr.New(rt, in.Registry, qr.Options{}); err != nil {
+			return nil, err
+		}
+		return in, nil
+	},
 	"dicomweb": func(rt *hub.Runtime) (hub.Component, error) {
 		c := rt.Config.DICOMweb
 		return dicomweb.New(rt, nil, dicomweb.Options{

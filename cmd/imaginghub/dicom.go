@@ -25,7 +25,10 @@ import (
 // dicomCmd is the DICOM SCU for operators: "imaginghub dicom echo|store|synth".
 func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: imaginghub dicom echo|store|synth …")
+		return errors.New("usage: imaginghub dicom echo|store|find|move|synth …")
+	}
+	if args[0] == "find" || args[0] == "move" {
+		return qrCmd(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("dicom "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -81,7 +84,7 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "wrote %d synthetic instances to %s\n", len(paths), fs.Arg(0))
 		return nil
 	}
-	return fmt.Errorf("unknown dicom command %q (want echo, store or synth)", args[0])
+	return fmt.Errorf("unknown dicom command %q (want echo, store, find, move or synth)", args[0])
 }
 
 type fileToSend struct {

@@ -29,6 +29,9 @@ Usage:
   imaginghub [--config FILE] events dlq replay|discard SEQ
   imaginghub dicom echo [--aet AE] [--aec AE] HOST:PORT
   imaginghub dicom store [--aet AE] [--aec AE] [--parallel N] HOST:PORT FILE|DIR...
+  imaginghub dicom find [--patient-root] [--level STUDY] -k Keyword[=value]... HOST:PORT
+  imaginghub dicom move --dest AE [--level STUDY] -k StudyInstanceUID=UID HOST:PORT
+  imaginghub dicom synth [--instances N] [--size 512] [--frames 1] DIR
   imaginghub version
 
 Every configuration key can be set in the YAML file or by an environment

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,4 +132,92 @@ func TestServeReadyAndGracefulStop(t *testing.T) {
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Fatalf("no graceful shutdown in log:\n%s", stderr.String())
 	}
+}
+
+// The operator's DICOM tools against a running hub: synth, echo, store
+// (two associations), find at study and image level, and move to a DCMTK
+// storescp registered in dicom.remotes.
+func TestDICOMToolsAgainstServe(t *testing.T) {
+	httpAddr, dicomAddr := freeAddr(t), freeAddr(t)
+	scpAddr := freeAddr(t)
+	env := []string{"IMAGINGHUB_HTTP_ADDR=" + httpAddr, "IMAGINGHUB_NATS_LISTEN=",
+		"IMAGINGHUB_DICOM_ADDR=" + dicomAddr, "IMAGINGHUB_HL7_ADDR=" + freeAddr(t),
+		"IMAGINGHUB_DICOM_REMOTES=STORESCP=" + scpAddr}
+	hub := command(t, "serve", env...)
+	var logs bytes.Buffer
+	hub.Stderr = &logs
+	if err := hub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { hub.Process.Signal(syscall.SIGTERM); hub.Wait() }()
+	waitReady(t, httpAddr, &logs)
+
+	tool := func(args string) string {
+		t.Helper()
+		out, err := command(t, args).CombinedOutput()
+		if err != nil {
+			t.Fatalf("imaginghub %s: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	dir := t.TempDir()
+	tool("dicom synth --instances 6 --size 64 --seed 3 " + dir)
+	if out := tool("dicom echo " + dicomAddr); !strings.Contains(out, "Success") {
+		t.Fatalf("echo: %s", out)
+	}
+	if out := tool("dicom store --quiet --parallel 2 " + dicomAddr + " " + dir); !strings.Contains(out, "stored 6 of 6 instances (0 failed") {
+		t.Fatalf("store: %s", out)
+	}
+	out := tool("dicom find --level STUDY -k PatientName=DOE* -k StudyInstanceUID -k NumberOfStudyRelatedInstances " + dicomAddr)
+	if !strings.Contains(out, "C-FIND: 1 matches, status 0x0000") || !strings.Contains(out, `NumberOfStudyRelatedInstances="6"`) {
+		t.Fatalf("find study: %s", out)
+	}
+	study := ""
+	for _, f := range strings.Fields(out) {
+		if v, ok := strings.CutPrefix(f, "StudyInstanceUID="); ok {
+			study = strings.Trim(v, `"`)
+		}
+	}
+	// Hierarchical: an IMAGE-level query names its study and series.
+	out = tool("dicom find --level SERIES -k StudyInstanceUID=" + study + " -k SeriesInstanceUID " + dicomAddr)
+	series := ""
+	for _, f := range strings.Fields(out) {
+		if v, ok := strings.CutPrefix(f, "SeriesInstanceUID="); ok {
+			series = strings.Trim(v, `"`)
+		}
+	}
+	out = tool("dicom find --level IMAGE -k StudyInstanceUID=" + study + " -k SeriesInstanceUID=" + series + " -k SOPInstanceUID " + dicomAddr)
+	if !strings.Contains(out, "C-FIND: 6 matches, status 0x0000") || strings.Count(out, "SOPInstanceUID=") != 6 {
+		t.Fatalf("find images:\n%s", out)
+	}
+	if _, err := exec.LookPath("storescp"); err != nil {
+		t.Skip("DCMTK storescp not installed; move not tested")
+	}
+	got := t.TempDir()
+	_, port, _ := net.SplitHostPort(scpAddr)
+	scp := exec.Command("storescp", "-aet", "STORESCP", "-od", got, port)
+	if err := scp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { scp.Process.Kill(); scp.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	tool("dicom move --dest STORESCP -k StudyInstanceUID=" + study + " " + dicomAddr)
+	files, _ := filepath.Glob(filepath.Join(got, "*"))
+	if len(files) != 6 {
+		t.Fatalf("storescp received %d files, want 6", len(files))
+	}
+}
+
+func waitReady(t *testing.T, addr string, logs *bytes.Buffer) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(25 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+	}
+	t.Fatalf("hub not ready; log:\n%s", logs.String())
 }

@@ -30,16 +30,16 @@ func (k keyFlags) Set(s string) error {
 
 // qrCmd is the Query/Retrieve SCU for operators:
 //
-//	imaginghub qr find [--patient-root] [--level STUDY] -k PatientName=DOE* -k StudyDate HOST:PORT
-//	imaginghub qr move --dest AE [--level STUDY] -k StudyInstanceUID=1.2.3 HOST:PORT
+//	imaginghub dicom find [--patient-root] [--level STUDY] -k PatientName=DOE* -k StudyDate HOST:PORT
+//	imaginghub dicom move --dest AE [--level STUDY] -k StudyInstanceUID=1.2.3 HOST:PORT
 //
 // find prints one line per match, keyword=value pairs in keyword order.
 func qrCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: imaginghub qr find|move [--aet AE] [--aec AE] [--patient-root] [--level PATIENT|STUDY|SERIES|IMAGE] [--dest AE] -k Keyword[=value]... HOST:PORT"
+	const usage = "usage: imaginghub dicom find|move [--aet AE] [--aec AE] [--patient-root] [--level PATIENT|STUDY|SERIES|IMAGE] [--dest AE] -k Keyword[=value]... HOST:PORT"
 	if len(args) == 0 || args[0] != "find" && args[0] != "move" {
 		return errors.New(usage)
 	}
-	fs := flag.NewFlagSet("qr "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("dicom "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	aet := fs.String("aet", "IMAGINGHUB", "our (calling) AE title")
 	aec := fs.String("aec", "IMAGINGHUB", "the peer's (called) AE title")
