@@ -25,10 +25,13 @@ import (
 // dicomCmd is the DICOM SCU for operators: "imaginghub dicom echo|store|synth".
 func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: imaginghub dicom echo|store|find|move|synth …")
+		return errors.New("usage: imaginghub dicom echo|store|find|move|worklist|mpps|synth …")
 	}
-	if args[0] == "find" || args[0] == "move" {
+	switch args[0] {
+	case "find", "move":
 		return qrCmd(ctx, args, stdout, stderr)
+	case "worklist", "mpps":
+		return worklistCmd(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("dicom "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -84,7 +87,7 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "wrote %d synthetic instances to %s\n", len(paths), fs.Arg(0))
 		return nil
 	}
-	return fmt.Errorf("unknown dicom command %q (want echo, store, find, move or synth)", args[0])
+	return fmt.Errorf("unknown dicom command %q (want echo, store, find, move, worklist, mpps or synth)", args[0])
 }
 
 type fileToSend struct {

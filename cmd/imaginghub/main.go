@@ -31,6 +31,8 @@ Usage:
   imaginghub dicom store [--aet AE] [--aec AE] [--parallel N] HOST:PORT FILE|DIR...
   imaginghub dicom find [--patient-root] [--level STUDY] -k Keyword[=value]... HOST:PORT
   imaginghub dicom move --dest AE [--level STUDY] -k StudyInstanceUID=UID HOST:PORT
+  imaginghub dicom worklist [filters] HOST:PORT
+  imaginghub dicom mpps create|set [flags] HOST:PORT
   imaginghub dicom synth [--instances N] [--size 512] [--frames 1] DIR
   imaginghub version
 
