@@ -42,6 +42,8 @@ type Config struct {
 	Study    Study    `yaml:"study"`
 	Events   Events   `yaml:"events"`
 	Router   Router   `yaml:"router"`
+	Workflow Workflow `yaml:"workflow"`
+	FHIR     FHIR     `yaml:"fhir"`
 	Log      Log      `yaml:"log"`
 }
 
@@ -139,6 +141,56 @@ type Events struct {
 	DuplicateWindow time.Duration `yaml:"duplicate_window" help:"JetStream duplicate window for Nats-Msg-Id"`
 }
 
+// Workflow is reconciliation, order status, billing and reporting.
+type Workflow struct {
+	// RISStatusFormat is the message that reports order status to the
+	// RIS (ris.mllp_addr): "orm" (ORM^O01, v2.3.1) or "omi" (OMI^O23, v2.5.1).
+	RISStatusFormat string `yaml:"ris_status_format" help:"order status messages to the RIS: orm (ORM^O01) or omi (OMI^O23)"`
+	// BillingTrigger decides when a performed procedure is charged: "mpps"
+	// (MPPS COMPLETED; modalities in no_mpps_modalities on reconciliation)
+	// or "reconciled" (always on reconciliation).
+	BillingTrigger   string   `yaml:"billing_trigger" help:"mpps (MPPS COMPLETED; no_mpps_modalities on reconciliation) or reconciled"`
+	NoMPPSModalities []string `yaml:"no_mpps_modalities" help:"comma-separated modalities that send no MPPS: billed on reconciliation"`
+	// HeuristicMatching lets reconciliation match a study to an order by
+	// Patient ID, modality and date when no key matches.
+	HeuristicMatching bool          `yaml:"heuristic_matching" help:"match studies to orders by Patient ID + modality + date when no key matches"`
+	HeuristicWindow   time.Duration `yaml:"heuristic_window" help:"how far apart study and scheduled date may be for a heuristic match"`
+}
+
+// FHIR is the FHIR R4 API and the push to EMRs.
+type FHIR struct {
+	// BaseURL is this hub's public FHIR base (fullUrl of resources,
+	// Endpoint addresses); empty: from each request's Host.
+	BaseURL string `yaml:"base_url" help:"public base URL of this hub's /fhir; empty: from each request's Host"`
+	// PushURL is one EMR FHIR base to push to; Targets lists more.
+	PushURL  string `yaml:"push_url" secret:"url" help:"FHIR base URL of an EMR to push ImagingStudy and friends to; empty: no push"`
+	PushAuth string `yaml:"push_auth" help:"none, bearer or client_credentials (SMART Backend Services)"`
+	// PushToken is the bearer token (push_auth bearer).
+	PushToken string `yaml:"push_token" secret:"value" help:"bearer token for push_auth bearer"`
+	// OAuth2 client credentials (push_auth client_credentials).
+	PushTokenURL     string        `yaml:"push_token_url" help:"OAuth2 token endpoint for client_credentials"`
+	PushClientID     string        `yaml:"push_client_id" help:"OAuth2 client id"`
+	PushClientSecret string        `yaml:"push_client_secret" secret:"value" help:"OAuth2 client secret"`
+	PushScope        string        `yaml:"push_scope" help:"OAuth2 scope, e.g. system/ImagingStudy.write"`
+	Targets          []FHIRTarget  `yaml:"targets" env:"-"`
+	PushAttempts     int           `yaml:"push_attempts" help:"tries before a push is dead-lettered"`
+	PushTimeout      time.Duration `yaml:"push_timeout" help:"timeout of one push request"`
+}
+
+// FHIRTarget is one EMR to push to (YAML only).
+type FHIRTarget struct {
+	Name         string `yaml:"name"`
+	URL          string `yaml:"url"`
+	Auth         string `yaml:"auth,omitempty"`
+	Token        string `yaml:"token,omitempty"`
+	TokenURL     string `yaml:"token_url,omitempty"`
+	ClientID     string `yaml:"client_id,omitempty"`
+	ClientSecret string `yaml:"client_secret,omitempty"`
+	Scope        string `yaml:"scope,omitempty"`
+	// Transaction sends each study's resources as one transaction Bundle.
+	Transaction bool `yaml:"transaction,omitempty"`
+}
+
 // Log is logging.
 type Log struct {
 	Level  string `yaml:"level" help:"debug, info, warn or error (patient data appears only at debug)"`
@@ -171,11 +223,13 @@ func Default() Config {
 			SendTimeout:    30 * time.Second,
 			SendAttempts:   10,
 		},
-		NATS:   NATS{Listen: "127.0.0.1:4223", Replicas: 1},
-		Redis:  Redis{KeyPrefix: "ih:"},
-		Study:  Study{StableAfter: 60 * time.Second},
-		Events: Events{MaxAge: 7 * 24 * time.Hour, DuplicateWindow: 10 * time.Minute},
-		Log:    Log{Level: "info", Format: "json"},
+		NATS:     NATS{Listen: "127.0.0.1:4223", Replicas: 1},
+		Redis:    Redis{KeyPrefix: "ih:"},
+		Study:    Study{StableAfter: 60 * time.Second},
+		Events:   Events{MaxAge: 7 * 24 * time.Hour, DuplicateWindow: 10 * time.Minute},
+		Workflow: Workflow{RISStatusFormat: "orm", BillingTrigger: "mpps", HeuristicWindow: 24 * time.Hour},
+		FHIR:     FHIR{PushAuth: "none", PushAttempts: 10, PushTimeout: 30 * time.Second},
+		Log:      Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -261,7 +315,9 @@ type Key struct {
 	Env    string // IMAGINGHUB_SECTION_KEY
 	Help   string
 	Secret bool
-	index  []int
+	// secretKind is "url" (hide the URL's password) or "value" (hide it all).
+	secretKind string
+	index      []int
 }
 
 func (k Key) field(cfg *Config) reflect.Value {
@@ -282,11 +338,12 @@ func Keys() []Key {
 			}
 			name := yamlName(f)
 			keys = append(keys, Key{
-				Path:   secName + "." + name,
-				Env:    EnvPrefix + strings.ToUpper(secName+"_"+name),
-				Help:   f.Tag.Get("help"),
-				Secret: f.Tag.Get("secret") != "",
-				index:  []int{i, j},
+				Path:       secName + "." + name,
+				Env:        EnvPrefix + strings.ToUpper(secName+"_"+name),
+				Help:       f.Tag.Get("help"),
+				Secret:     f.Tag.Get("secret") != "",
+				secretKind: f.Tag.Get("secret"),
+				index:      []int{i, j},
 			})
 		}
 	}
@@ -420,6 +477,31 @@ func (c Config) Validate() error {
 	if err := c.Router.validate(); err != nil {
 		return &Error{Key: "router", Env: "(YAML only)", Err: err}
 	}
+	switch c.Workflow.RISStatusFormat {
+	case "orm", "omi":
+	default:
+		return bad("workflow.ris_status_format", "%q: want orm or omi", c.Workflow.RISStatusFormat)
+	}
+	switch c.Workflow.BillingTrigger {
+	case "mpps", "reconciled":
+	default:
+		return bad("workflow.billing_trigger", "%q: want mpps or reconciled", c.Workflow.BillingTrigger)
+	}
+	for path, u := range map[string]string{"fhir.base_url": c.FHIR.BaseURL, "fhir.push_url": c.FHIR.PushURL, "fhir.push_token_url": c.FHIR.PushTokenURL} {
+		if err := checkURL(u, "http", "https"); err != nil {
+			return bad(path, "%v", err)
+		}
+	}
+	switch c.FHIR.PushAuth {
+	case "none", "bearer", "client_credentials":
+	default:
+		return bad("fhir.push_auth", "%q: want none, bearer or client_credentials", c.FHIR.PushAuth)
+	}
+	for i, t := range c.FHIR.Targets {
+		if err := checkURL(t.URL, "http", "https"); err != nil || t.URL == "" || t.Name == "" {
+			return &Error{Key: "fhir.targets", Env: "(YAML only)", Err: fmt.Errorf("target %d needs a name and an http(s) url", i+1)}
+		}
+	}
 	if c.Study.StableAfter <= 0 {
 		return bad("study.stable_after", "must be positive")
 	}
@@ -522,6 +604,15 @@ func Redact(s string) string {
 // Redacted returns a copy of c with secrets hidden, for printing.
 func (c Config) Redacted() Config {
 	out := c
+	out.FHIR.Targets = append([]FHIRTarget(nil), c.FHIR.Targets...)
+	for i := range out.FHIR.Targets {
+		t := &out.FHIR.Targets[i]
+		for _, f := range []*string{&t.Token, &t.ClientSecret} {
+			if *f != "" {
+				*f = "xxxxx"
+			}
+		}
+	}
 	out.Router.Destinations = append([]Destination(nil), c.Router.Destinations...)
 	for i := range out.Router.Destinations {
 		d := &out.Router.Destinations[i]
@@ -535,7 +626,12 @@ func (c Config) Redacted() Config {
 			continue
 		}
 		v := k.field(&out)
-		if v.Kind() == reflect.String && v.String() != "" {
+		if v.Kind() != reflect.String || v.String() == "" {
+			continue
+		}
+		if k.secretKind == "value" {
+			v.SetString("xxxxx")
+		} else {
 			v.SetString(Redact(v.String()))
 		}
 	}
