@@ -272,7 +272,8 @@ func sendOn(ctx context.Context, c *conn, class, sop, ts string, data io.Reader)
 	}
 	if conv != nil {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(conv(pw, data)) }()
+		src := data
+		go func() { pw.CloseWithError(conv(pw, src)) }()
 		defer pr.Close()
 		data = pr
 	}

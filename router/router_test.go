@@ -596,3 +596,33 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("final status %+v", d)
 	}
 }
+
+// TestFallbackToImplicit: a destination that accepts Implicit VR Little
+// Endian only gets an instance stored Explicit VR Little Endian re-encoded,
+// with the same data set as the Implicit encoding of the same instance.
+func TestFallbackToImplicit(t *testing.T) {
+	need(t, "storescu", "storescp")
+	scp := startStorescp(t, "IMPLICIT", "", "", "+xi")
+	cfg := hubtest.Config(t)
+	cfg.Router = config.Router{
+		Destinations: []config.Destination{{Name: "old-pacs", AE: "IMPLICIT", Addr: scp.addr()}},
+		Rules:        []config.Rule{{Name: "all", On: []string{events.TypeInstanceStored}, Forward: []string{"old-pacs"}}},
+	}
+	_, in, _ := hubWithRouter(t, cfg, router.Options{})
+	o := synth.Options{Seed: 5, StudyInstanceUID: dicomfile.NewUID(), SeriesInstanceUID: dicomfile.NewUID(), Rows: 32, Columns: 32,
+		TransferSyntaxUID: dicomfile.ExplicitVRLittleEndian}
+	explicit := writeStudy(t, 2, o)
+	o.TransferSyntaxUID = dicomfile.ImplicitVRLittleEndian
+	implicit := writeStudy(t, 2, o)
+	storescu(t, in, "MR01", "-xe", explicit...)
+	got := scp.waitReceived(t, 2, 20*time.Second)
+	for i, p := range implicit {
+		files := got[sopUID(t, p)]
+		if len(files) != 1 {
+			t.Fatalf("%s received %d times", filepath.Base(explicit[i]), len(files))
+		}
+		if !sameDataSet(t, p, files[0]) {
+			t.Errorf("%s: received data set is not the Implicit VR encoding of the stored one", filepath.Base(p))
+		}
+	}
+}
