@@ -1,0 +1,56 @@
+-- FHIR R4 facade for SQLite: the resources the hub serves and pushes, each
+-- with its current version (FHIR R4 §3.1.0.1.2 resource metadata), the
+-- versions before it (vread, §3.1.0.4), the values its search parameters
+-- take, and what each push target has acknowledged. Timestamps are FHIR
+-- instants: UTC ISO 8601 text of fixed width, as in 00001.
+
+-- +goose Up
+CREATE TABLE fhir_resources (
+    resource_type TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    version_id    INTEGER NOT NULL,
+    last_updated  TEXT NOT NULL,
+    -- SHA-256 of the resource without meta, to tell a real change from a
+    -- rebuild that produced the same content
+    content_hash  TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    PRIMARY KEY (resource_type, id)
+);
+CREATE INDEX fhir_resources_last_updated ON fhir_resources (resource_type, last_updated, id);
+
+CREATE TABLE fhir_history (
+    resource_type TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    version_id    INTEGER NOT NULL,
+    last_updated  TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    PRIMARY KEY (resource_type, id, version_id)
+);
+
+-- One row per value of a search parameter (FHIR R4 §3.1.1.5): tokens as
+-- "system|code" and as the bare code, references as "Type/id", dates as
+-- ISO 8601 text so that ranges compare as strings, strings folded to lower
+-- case for prefix matching.
+CREATE TABLE fhir_search (
+    resource_type TEXT NOT NULL,
+    param         TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    PRIMARY KEY (resource_type, param, value, id)
+);
+CREATE INDEX fhir_search_id ON fhir_search (resource_type, id);
+
+CREATE TABLE fhir_pushed (
+    target        TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    version_id    INTEGER NOT NULL,
+    pushed_at     TEXT NOT NULL,
+    PRIMARY KEY (target, resource_type, id)
+);
+
+-- +goose Down
+DROP TABLE fhir_pushed;
+DROP TABLE fhir_search;
+DROP TABLE fhir_history;
+DROP TABLE fhir_resources;
