@@ -41,6 +41,7 @@ type Config struct {
 	Redis    Redis    `yaml:"redis"`
 	Study    Study    `yaml:"study"`
 	Events   Events   `yaml:"events"`
+	Worklist Worklist `yaml:"worklist"`
 	Router   Router   `yaml:"router"`
 	Workflow Workflow `yaml:"workflow"`
 	FHIR     FHIR     `yaml:"fhir"`
@@ -141,6 +142,12 @@ type Events struct {
 	DuplicateWindow time.Duration `yaml:"duplicate_window" help:"JetStream duplicate window for Nats-Msg-Id"`
 }
 
+// Worklist is the Modality Worklist and MPPS SCP.
+type Worklist struct {
+	IncludeFinalSteps bool `yaml:"include_final_steps" help:"MWL queries also return completed, discontinued and cancelled steps"`
+	MaxMatches        int  `yaml:"max_matches" help:"an MWL query matching more items is refused (0xA700)"`
+}
+
 // Workflow is reconciliation, order status, billing and reporting.
 type Workflow struct {
 	// RISStatusFormat is the message that reports order status to the
@@ -227,6 +234,7 @@ func Default() Config {
 		Redis:    Redis{KeyPrefix: "ih:"},
 		Study:    Study{StableAfter: 60 * time.Second},
 		Events:   Events{MaxAge: 7 * 24 * time.Hour, DuplicateWindow: 10 * time.Minute},
+		Worklist: Worklist{MaxMatches: 5000},
 		Workflow: Workflow{RISStatusFormat: "orm", BillingTrigger: "mpps", HeuristicWindow: 24 * time.Hour},
 		FHIR:     FHIR{PushAuth: "none", PushAttempts: 10, PushTimeout: 30 * time.Second},
 		Log:      Log{Level: "info", Format: "json"},
@@ -476,6 +484,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Router.validate(); err != nil {
 		return &Error{Key: "router", Env: "(YAML only)", Err: err}
+	}
+	if c.Worklist.MaxMatches < 1 {
+		return bad("worklist.max_matches", "must be at least 1")
 	}
 	switch c.Workflow.RISStatusFormat {
 	case "orm", "omi":

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,7 @@ type Server struct {
 	ln         net.Listener
 	closers    []func(context.Context) error
 	shutdown   bool
+	ready      atomic.Bool // every component started
 }
 
 // NewServer returns a server listening on addr once Run is called.
@@ -113,6 +115,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	failed := s.Ready(ctx)
+	if !s.ready.Load() {
+		failed["components"] = errors.New("starting")
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if len(failed) == 0 {
 		fmt.Fprintln(w, "ready")
@@ -205,6 +210,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.started = append(s.started, c)
 		s.Log.Info("component started", "component", c.Name())
 	}
+	s.ready.Store(true)
 	return nil
 }
 
@@ -218,6 +224,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if done {
 		return nil
 	}
+	s.ready.Store(false)
 	var errs []error
 	if s.httpSrv != nil {
 		s.httpSrv.SetKeepAlivesEnabled(false)
@@ -249,6 +256,9 @@ func (s *Server) runClosers(ctx context.Context) error {
 // gracefully within ShutdownTimeout.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: what started is shut down
+		}
 		return err
 	}
 	s.Log.Info("imaginghub ready to serve", "http", s.HTTPAddr())

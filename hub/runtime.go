@@ -17,6 +17,7 @@ import (
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/coord"
+	"github.com/imaginghub/imaginghub/dicomnet"
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/outbox"
 )
@@ -32,6 +33,10 @@ type Runtime struct {
 	Blobs   blob.Store
 	Bus     *events.Bus
 	Relay   *outbox.Relay
+	// DICOM is the handler registry of this process's DICOM listener:
+	// every component that serves DIMSE (storage, Q/R, worklist, MPPS)
+	// registers its SOP classes here before the listener starts.
+	DICOM *dicomnet.Registry
 
 	embedded *events.EmbeddedServer
 }
@@ -40,7 +45,7 @@ type Runtime struct {
 // returns a runtime whose Server has the readiness checks of each and the
 // outbox relay as its first component. Errors name the configuration key.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime, err error) {
-	rt := &Runtime{Config: cfg, Log: log, Server: NewServer(cfg.HTTP.Addr, log)}
+	rt := &Runtime{Config: cfg, Log: log, Server: NewServer(cfg.HTTP.Addr, log), DICOM: &dicomnet.Registry{}}
 	rt.Server.ShutdownTimeout = cfg.HTTP.ShutdownTimeout
 	defer func() {
 		if err != nil {

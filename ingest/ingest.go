@@ -37,8 +37,9 @@ type Ingest struct {
 	serveErr chan error
 }
 
-// New builds the ingest component on rt. Other components may register
-// more SOP classes on Registry (Q/R, worklist) before Start.
+// New builds the ingest component on rt: the DICOM listener, serving the
+// handlers of rt.DICOM, where ingest registers every Storage SOP class and
+// other components (Q/R, worklist) register theirs.
 func New(rt *hub.Runtime) (*Ingest, error) {
 	storer, err := NewStorer(rt)
 	if err != nil {
@@ -49,7 +50,7 @@ func New(rt *hub.Runtime) (*Ingest, error) {
 		cfg:      rt.Config.DICOM,
 		log:      rt.Log.With("component", "ingest"),
 		Storer:   storer,
-		Registry: &dicomnet.Registry{},
+		Registry: rt.DICOM,
 	}
 	var syntaxes []string
 	for _, ts := range dicomfile.TransferSyntaxes() {

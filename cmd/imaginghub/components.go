@@ -12,21 +12,22 @@ import (
 	"github.com/imaginghub/imaginghub/ingest"
 	"github.com/imaginghub/imaginghub/qr"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
+	"github.com/imaginghub/imaginghub/worklist"
 )
 
 // components are the parts that "imaginghub <name>" runs alone and "serve"
 // runs together, in this order.
 var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
-	// The DICOM listener: C-STORE, and Query/Retrieve on the same port.
-	"ingest": func(rt *hub.Runtime) (hub.Component, error) {
-		in, err := ingest.New(rt)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := qr.New(rt, in.Registry, qr.Options{}); err != nil {
-			return nil, err
-		}
-		return in, nil
+	// The DICOM listener and C-STORE; Q/R, MWL and MPPS register their
+	// SOP classes on the same listener (rt.DICOM) when they run in the
+	// same process.
+	"ingest": func(rt *hub.Runtime) (hub.Component, error) { return ingest.New(rt) },
+	"qr":     func(rt *hub.Runtime) (hub.Component, error) { return qr.New(rt, rt.DICOM, qr.Options{}) },
+	"worklist": func(rt *hub.Runtime) (hub.Component, error) {
+		return worklist.New(rt, rt.DICOM, worklist.Options{
+			IncludeFinalSteps: rt.Config.Worklist.IncludeFinalSteps,
+			MaxMatches:        rt.Config.Worklist.MaxMatches,
+		})
 	},
 	"dicomweb": func(rt *hub.Runtime) (hub.Component, error) {
 		c := rt.Config.DICOMweb
@@ -48,7 +49,7 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out"}
+var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))
