@@ -177,7 +177,9 @@ type serverLogger struct {
 	firstErr string
 }
 
-func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+// Noticef goes to debug: the server's notices are its start-up banner and
+// routine chatter; the hub logs its own line when the server is up.
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *serverLogger) Errorf(format string, v ...any) {
 	l.record(format, v...)

@@ -107,6 +107,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime,
 			return nil, &config.Error{Key: key, Env: env, Err: err}
 		}
 		rt.Server.OnShutdown(func(context.Context) error { rt.embedded.Shutdown(); return nil })
+		log.Info("embedded NATS with JetStream started", "store", filepath.Join(cfg.Data.Dir, "nats"), "listen", rt.embedded.ClientURL())
 		busOpts.InProcessServer = rt.embedded
 		natsURL = rt.embedded.ClientURL()
 	}
