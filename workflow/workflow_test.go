@@ -1,0 +1,134 @@
+package workflow_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/imaginghub/imaginghub/hl7"
+	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/hub/hubtest"
+	"github.com/imaginghub/imaginghub/workflow"
+)
+
+const wantName = "Synthetic^Sally^Q"
+
+// The whole day of one patient, every component running: ADT A04, ORM NW,
+// MWL query, MPPS IN PROGRESS, C-STORE under a wrong name, MPPS COMPLETED,
+// study stable, reconciled (the HIS's name served by C-FIND and QIDO-RS),
+// one DFT^P03 at the PMS, status messages at the RIS, ORU final and the
+// reading task done.
+func TestWholeDay(t *testing.T) {
+	ris, pms := startPeer(t), startPeer(t)
+	var p *parts
+	rt := hubtest.Start(t, testConfig(t, ris, pms), func(rt *hub.Runtime) {
+		var err error
+		if p, err = addAll(rt); err != nil {
+			t.Fatal(err)
+		}
+	})
+	base := "http://" + rt.Server.HTTPAddr()
+	s := newScenario(1)
+	sendHL7(t, p.hl7.Addr(), s.adt())
+	sendHL7(t, p.hl7.Addr(), s.orm())
+	as := dialDICOM(t, p.in.Addr())
+	defer as.Release(context.Background())
+	s.acquire(t, as, 2)
+
+	// Reconciled: the catalog answers with the HIS's values.
+	waitFor(t, "reconciled study in C-FIND", 20*time.Second, func() bool {
+		return findStudy(t, as, s.studyUID)["PatientName"] == wantName
+	})
+	got := findStudy(t, as, s.studyUID)
+	if got["PatientID"] != s.patientID || got["IssuerOfPatientID"] != s.issuer || got["AccessionNumber"] != s.accession || got["PatientBirthDate"] != "19800101" {
+		t.Errorf("C-FIND after reconciliation: %v", got)
+	}
+	var qido []map[string]json.RawMessage
+	if code := httpJSON(t, "GET", base+"/dicomweb/studies?StudyInstanceUID="+s.studyUID, nil, &qido); code != 200 || len(qido) != 1 {
+		t.Fatalf("QIDO-RS: %d, %d results", code, len(qido))
+	}
+	var pn struct {
+		Value []struct{ Alphabetic string }
+	}
+	json.Unmarshal(qido[0]["00100010"], &pn)
+	if len(pn.Value) != 1 || pn.Value[0].Alphabetic != wantName {
+		t.Errorf("QIDO-RS PatientName %s", qido[0]["00100010"])
+	}
+
+	// Exactly one DFT^P03, a charge (FT1-6 CG) for the ordered procedure.
+	waitFor(t, "DFT^P03", 20*time.Second, func() bool { return len(pms.distinct()) >= 1 })
+	// RIS: in process, completed, images available.
+	waitFor(t, "order status messages", 20*time.Second, func() bool { return len(ris.distinct()) >= 3 })
+
+	// ORU final completes the reading task.
+	var tasks []workflow.ReadingTask
+	waitFor(t, "reading task", 10*time.Second, func() bool {
+		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
+		return len(tasks) == 1
+	})
+	if tasks[0].StudyInstanceUID != s.studyUID || tasks[0].Status != workflow.TaskAwaiting {
+		t.Errorf("reading task %+v", tasks[0])
+	}
+	sendHL7(t, p.hl7.Addr(), s.oru("F", 1))
+	waitFor(t, "report done", 10*time.Second, func() bool {
+		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
+		return len(tasks) == 0
+	})
+
+	time.Sleep(500 * time.Millisecond) // let any repeat arrive
+	dfts := pms.distinct()
+	if len(dfts) != 1 {
+		t.Fatalf("%d distinct DFT^P03, want 1", len(dfts))
+	}
+	for _, m := range dfts {
+		checks := map[string]string{
+			"MSH-9.1": "DFT", "MSH-9.2": "P03", "EVN-1": "P03", "PID-3.1": s.patientID, "PID-3.4": s.issuer,
+			"PID-5.1": "Synthetic", "PID-5.2": "Sally", "PV1-19": "VIS-1", "FT1-6": "CG", "FT1-7.1": "CTHEAD", "FT1-10": "1",
+			"FT1-21.1": "555", "FT1-21.2": "Orderer", "FT1-23": s.filler, "FT1-25.1": "CTHEAD",
+		}
+		for loc, want := range checks {
+			if got := m.Get(loc); got != want {
+				t.Errorf("DFT %s = %q, want %q", loc, got, want)
+			}
+		}
+		if got := m.Get("FT1-4"); len(got) < 8 || got[:8] != s.today {
+			t.Errorf("DFT FT1-4 = %q, want the performed date %s", got, s.today)
+		}
+	}
+	var statuses []string
+	for _, m := range ris.distinct() {
+		if m.Header().MessageType != "ORM" || m.Get("ORC-1") != "SC" || m.Get("ORC-2") != s.placer || m.Get("OBR-18") != s.accession {
+			t.Errorf("status message %s ORC-1 %s ORC-2 %s", m.Header().MessageType, m.Get("ORC-1"), m.Get("ORC-2"))
+		}
+		statuses = append(statuses, m.Get("ORC-5"))
+	}
+	slices.Sort(statuses)
+	if want := []string{workflow.OrderImagesAvailable, workflow.OrderCompleted, workflow.OrderInProcess}; !slices.Equal(statuses, want) {
+		t.Errorf("RIS statuses %v, want %v", statuses, want)
+	}
+
+	// The timeline shows each decision with the event behind it.
+	var tl []workflow.TimelineEntry
+	if code := httpJSON(t, "GET", base+"/api/studies/"+s.studyUID+"/timeline", nil, &tl); code != 200 {
+		t.Fatalf("timeline: %d", code)
+	}
+	kinds := map[string]bool{}
+	for _, e := range tl {
+		kinds[e.Kind] = true
+		if e.Kind != "received" && e.EventID == "" {
+			t.Errorf("timeline entry %s without event id", e.Kind)
+		}
+	}
+	for _, k := range []string{"received", "stable", "reconciled", "charged", "reported", "procedure-started", "procedure-completed"} {
+		if !kinds[k] {
+			t.Errorf("timeline lacks %s: %+v", k, tl)
+		}
+	}
+	if code := httpJSON(t, "GET", base+"/api/studies/1.2.3.404/timeline", nil, nil); code != http.StatusNotFound {
+		t.Errorf("timeline of an unknown study: %d", code)
+	}
+	_ = hl7.AA
+}
