@@ -212,7 +212,7 @@ func updateItem(ctx context.Context, tx *catalog.Tx, it *Item, version string, n
 	return nil
 }
 
-func getItem(ctx context.Context, tx *catalog.Tx, id int64) (Item, error) {
+func getItem(ctx context.Context, tx catalog.Querier, id int64) (Item, error) {
 	it, err := scanItem(tx.QueryRowContext(ctx, `SELECT `+itemColumns+` FROM worklist_items WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return it, fmt.Errorf("%w: %d", ErrNotFound, id)

@@ -371,7 +371,7 @@ type MPPS struct {
 // GetMPPS returns one stored MPPS.
 func (s *Store) GetMPPS(ctx context.Context, uid string) (MPPS, error) {
 	m := MPPS{SOPInstanceUID: uid, ItemIDs: []int64{}}
-	err := s.read(ctx, func(tx *catalog.Tx) error {
+	err := s.read(ctx, func(tx catalog.Querier) error {
 		var body string
 		var unscheduled int64
 		err := tx.QueryRowContext(ctx, `SELECT status, unscheduled, dataset FROM mpps WHERE sop_instance_uid = ?`, uid).Scan(&m.Status, &unscheduled, &body)

@@ -130,7 +130,7 @@ func (s *Store) Find(ctx context.Context, q dicomjson.DataSet, includeFinal bool
 	}
 	query += ` ORDER BY scheduled_start_date, scheduled_start_time, id`
 	var items []Item
-	err := s.read(ctx, func(tx *catalog.Tx) error {
+	err := s.read(ctx, func(tx catalog.Querier) error {
 		items = items[:0]
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {

@@ -25,16 +25,15 @@ func (s *Store) now() time.Time {
 	return time.Now()
 }
 
-// read runs a read. The catalog offers components no read-only
-// transaction, so reads take a (short) catalog transaction.
-func (s *Store) read(ctx context.Context, fn func(tx *catalog.Tx) error) error {
-	return s.Catalog.InTx(ctx, fn)
+// read runs a read in a read-only transaction, beside the writers.
+func (s *Store) read(ctx context.Context, fn func(tx catalog.Querier) error) error {
+	return s.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error { return fn(tx) })
 }
 
 // Get returns one item.
 func (s *Store) Get(ctx context.Context, id int64) (Item, error) {
 	var it Item
-	err := s.read(ctx, func(tx *catalog.Tx) error {
+	err := s.read(ctx, func(tx catalog.Querier) error {
 		var err error
 		it, err = getItem(ctx, tx, id)
 		return err
@@ -77,7 +76,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Item, error) {
 	q += ` ORDER BY scheduled_start_date, scheduled_start_time, id LIMIT ? OFFSET ?`
 	args = append(args, o.Limit, o.Offset)
 	items := []Item{}
-	err := s.read(ctx, func(tx *catalog.Tx) error {
+	err := s.read(ctx, func(tx catalog.Querier) error {
 		items = items[:0]
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
