@@ -51,10 +51,10 @@ func addAll(rt *hub.Runtime) (*parts, error) {
 	if p.in, err = ingest.New(rt); err != nil {
 		return nil, err
 	}
-	if _, err = qr.New(rt, p.in.Registry, qr.Options{}); err != nil {
+	if _, err = qr.New(rt, rt.DICOM, qr.Options{}); err != nil {
 		return nil, err
 	}
-	if p.wl, err = worklist.New(rt, p.in.Registry, worklist.Options{}); err != nil {
+	if p.wl, err = worklist.New(rt, rt.DICOM, worklist.Options{}); err != nil {
 		return nil, err
 	}
 	web, err := dicomweb.New(rt, nil, dicomweb.Options{})

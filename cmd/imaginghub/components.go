@@ -12,6 +12,7 @@ import (
 	"github.com/imaginghub/imaginghub/ingest"
 	"github.com/imaginghub/imaginghub/qr"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
+	"github.com/imaginghub/imaginghub/workflow"
 	"github.com/imaginghub/imaginghub/worklist"
 )
 
@@ -46,10 +47,12 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 	"his-bridge": func(rt *hub.Runtime) (hub.Component, error) { return hisbridge.New(rt) },
 	"ris-bridge": func(rt *hub.Runtime) (hub.Component, error) { return risbridge.New(rt) },
 	"hl7out":     func(rt *hub.Runtime) (hub.Component, error) { return hl7out.New(rt), nil },
+	// Reconciliation, order status to the RIS, billing and reading tasks.
+	"workflow": func(rt *hub.Runtime) (hub.Component, error) { return workflow.New(rt, workflow.OptionsFrom(rt.Config)) },
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out"}
+var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out", "workflow"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))
