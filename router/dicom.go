@@ -76,6 +76,10 @@ type pool struct {
 	callingAE string
 	log       *slog.Logger
 
+	// slots bounds the associations in use at once to the destination's
+	// concurrency.
+	slots chan struct{}
+
 	mu     sync.Mutex
 	idle   []*conn
 	known  []syntaxPair // every context proposed so far, oldest first
@@ -242,6 +246,15 @@ func (r *Router) store(ctx context.Context, p *pool, j *Job) error {
 	if class == "" {
 		class = meta.MediaStorageSOPClassUID
 	}
+	if _, err := br.Peek(1); err != nil && err != io.EOF {
+		return fmt.Errorf("router: read stored instance: %w", err)
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.slots }()
 	need := proposalsFor(class, ts)
 	c, err := p.get(ctx, need)
 	if err != nil {

@@ -95,6 +95,7 @@ type Router struct {
 	callingAE  string
 	httpClient *http.Client
 	metrics    *metrics
+	ledger     *ledger
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -165,7 +166,8 @@ func New(rt *hub.Runtime, opts Options) (*Router, error) {
 			if calling == "" {
 				calling = r.callingAE
 			}
-			d.pool = &pool{dest: dc, callingAE: calling, log: r.log.With("destination", dc.Name)}
+			d.pool = &pool{dest: dc, callingAE: calling, log: r.log.With("destination", dc.Name),
+				slots: make(chan struct{}, dc.Concurrency)}
 		}
 		r.dests[dc.Name] = d
 		r.order = append(r.order, dc.Name)
@@ -195,6 +197,7 @@ func (r *Router) Start(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.done = make(chan struct{})
+	r.ledger = newLedger(r.rt.Catalog)
 	r.mu.Unlock()
 	paused, err := r.pausedSet(ctx)
 	if err != nil {
@@ -310,6 +313,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 				d.pool.close()
 			}
 		}
+		r.ledger.close()
 	}()
 	select {
 	case <-finished:
@@ -327,6 +331,14 @@ func (d *destination) start(ctx context.Context) error {
 	if d.cons != nil || ctx.Err() != nil {
 		return nil
 	}
+	handlers := d.cfg.Concurrency
+	if d.pool != nil {
+		// More handlers than associations: while one handler has the
+		// association, others look their jobs up, open their files, and
+		// record and acknowledge their deliveries, so that the association
+		// does not wait for the bookkeeping.
+		handlers *= 4
+	}
 	cons, err := d.r.rt.Bus.ConsumeRaw(ctx, events.ConsumerSpec{
 		Name:           ConsumerName(d.cfg.Name),
 		Description:    "router: deliveries to " + d.cfg.Name,
@@ -335,10 +347,10 @@ func (d *destination) start(ctx context.Context) error {
 		MaxDeliver:     d.cfg.MaxAttempts,
 		BackOff:        d.r.opts.BackOff,
 		AckWait:        d.cfg.Timeout + 30*time.Second,
-		Concurrency:    d.cfg.Concurrency,
+		Concurrency:    handlers,
 		// A few jobs beyond those in hand keep the pipe full without
 		// hiding the queue from other processes delivering it.
-		MaxAckPending: 4 * d.cfg.Concurrency,
+		MaxAckPending: 4 * handlers,
 	}, d.deliver)
 	if err != nil {
 		return fmt.Errorf("router: destination %s: %w", d.cfg.Name, err)
@@ -399,7 +411,7 @@ func (d *destination) deliver(ctx context.Context, dl events.Delivery) error {
 	}
 	name := d.cfg.Name
 	m := d.r.metrics
-	done, err := d.r.delivered(ctx, name, &j)
+	done, err := d.r.ledger.delivered(ctx, name, &j)
 	if err != nil {
 		return err
 	}
@@ -431,48 +443,11 @@ func (d *destination) deliver(ctx context.Context, dl events.Delivery) error {
 	}
 	// The destination has it: record that before the job is acknowledged,
 	// so a crash in between repeats the job and the record skips it.
-	if err := d.r.record(ctx, name, &j); err != nil {
+	if err := d.r.ledger.record(ctx, name, &j); err != nil {
 		return err
 	}
 	m.forwarded.WithLabelValues(name).Inc()
 	m.latency.WithLabelValues(name).Observe(time.Since(dl.Timestamp).Seconds())
-	return nil
-}
-
-// delivered reports whether the destination acknowledged this delivery
-// before.
-func (r *Router) delivered(ctx context.Context, dest string, j *Job) (bool, error) {
-	var n int
-	err := r.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
-		if j.IsWebhook() {
-			return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM router_webhook_delivered WHERE destination = ? AND event_id = ?`,
-				dest, j.EventID).Scan(&n)
-		}
-		return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM router_forwarded WHERE destination = ? AND sop_instance_uid = ? AND blob_key = ?`,
-			dest, j.SOPInstanceUID, j.BlobKey).Scan(&n)
-	})
-	if err != nil {
-		return false, fmt.Errorf("router: read deliveries: %w", err)
-	}
-	return n > 0, nil
-}
-
-// record commits that the destination acknowledged the delivery.
-func (r *Router) record(ctx context.Context, dest string, j *Job) error {
-	err := r.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
-		var err error
-		if j.IsWebhook() {
-			_, err = tx.ExecContext(ctx, `INSERT INTO router_webhook_delivered (destination, event_id, delivered_at) VALUES (?, ?, ?)
-				ON CONFLICT (destination, event_id) DO NOTHING`, dest, j.EventID, tx.Time(time.Now()))
-		} else {
-			_, err = tx.ExecContext(ctx, `INSERT INTO router_forwarded (destination, sop_instance_uid, blob_key, forwarded_at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (destination, sop_instance_uid, blob_key) DO NOTHING`, dest, j.SOPInstanceUID, j.BlobKey, tx.Time(time.Now()))
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("router: record delivery: %w", err)
-	}
 	return nil
 }
 

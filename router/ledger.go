@@ -1,0 +1,148 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/imaginghub/imaginghub/catalog"
+)
+
+// ledger is the catalog's record of acknowledged deliveries. Lookups and
+// records of all destinations' deliveries are grouped: whatever arrives
+// while one transaction commits goes into the next, so a burst of
+// deliveries costs one durable commit per group instead of one each
+// (group commit), and holds the catalog's single writer (SQLite) far less
+// often. Each caller still returns only once its own record is committed.
+type ledger struct {
+	cat *catalog.Catalog
+
+	mu      sync.Mutex
+	pending []*ledgerOp
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type ledgerOp struct {
+	record bool // record the delivery; otherwise look it up
+	dest   string
+	job    *Job
+	found  bool
+	err    error
+	done   chan struct{}
+}
+
+func newLedger(cat *catalog.Catalog) *ledger {
+	l := &ledger{cat: cat, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+// close stops the ledger once the operations in hand are done.
+func (l *ledger) close() {
+	close(l.stop)
+	<-l.done
+}
+
+func (l *ledger) run() {
+	defer close(l.done)
+	for {
+		select {
+		case <-l.kick:
+		case <-l.stop:
+			l.flush() // callers still waiting
+			return
+		}
+		l.flush()
+	}
+}
+
+func (l *ledger) flush() {
+	for {
+		l.mu.Lock()
+		ops := l.pending
+		l.pending = nil
+		l.mu.Unlock()
+		if len(ops) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := l.cat.InTx(ctx, func(tx *catalog.Tx) error {
+			now := tx.Time(time.Now())
+			for _, op := range ops {
+				if err := op.apply(ctx, tx, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		cancel()
+		for _, op := range ops {
+			if err != nil {
+				op.err = fmt.Errorf("router: delivery ledger: %w", err)
+			}
+			close(op.done)
+		}
+	}
+}
+
+func (op *ledgerOp) apply(ctx context.Context, tx *catalog.Tx, now any) error {
+	j := op.job
+	switch {
+	case op.record && j.IsWebhook():
+		_, err := tx.ExecContext(ctx, `INSERT INTO router_webhook_delivered (destination, event_id, delivered_at) VALUES (?, ?, ?)
+			ON CONFLICT (destination, event_id) DO NOTHING`, op.dest, j.EventID, now)
+		return err
+	case op.record:
+		_, err := tx.ExecContext(ctx, `INSERT INTO router_forwarded (destination, sop_instance_uid, blob_key, forwarded_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (destination, sop_instance_uid, blob_key) DO NOTHING`, op.dest, j.SOPInstanceUID, j.BlobKey, now)
+		return err
+	}
+	var n int
+	var err error
+	if j.IsWebhook() {
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM router_webhook_delivered WHERE destination = ? AND event_id = ?`,
+			op.dest, j.EventID).Scan(&n)
+	} else {
+		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM router_forwarded WHERE destination = ? AND sop_instance_uid = ? AND blob_key = ?`,
+			op.dest, j.SOPInstanceUID, j.BlobKey).Scan(&n)
+	}
+	op.found = n > 0
+	return err
+}
+
+func (l *ledger) do(ctx context.Context, op *ledgerOp) error {
+	op.done = make(chan struct{})
+	l.mu.Lock()
+	l.pending = append(l.pending, op)
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+		// The operation may still commit; a record that does is harmless
+		// (the job is redelivered and then skipped).
+		return ctx.Err()
+	}
+}
+
+// delivered reports whether the destination acknowledged this delivery
+// before.
+func (l *ledger) delivered(ctx context.Context, dest string, j *Job) (bool, error) {
+	op := &ledgerOp{dest: dest, job: j}
+	if err := l.do(ctx, op); err != nil {
+		return false, err
+	}
+	return op.found, nil
+}
+
+// record commits that the destination acknowledged the delivery.
+func (l *ledger) record(ctx context.Context, dest string, j *Job) error {
+	return l.do(ctx, &ledgerOp{record: true, dest: dest, job: j})
+}
