@@ -2,6 +2,8 @@ package blob
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -22,22 +24,84 @@ type FileStore struct {
 	mu    sync.Mutex
 	made  map[string]bool // directories known to exist
 	noDir bool            // the filesystem rejects directory fsync
+
+	// spare holds temporary files created ahead of need. Creating a file
+	// waits for the filesystem journal, which the previous instance's
+	// fsyncs keep busy; a filler goroutine takes that wait off the path of
+	// each transfer. Spares are named with this store's token, so
+	// CleanTemp can tell them from the leftovers of a crashed process.
+	spare     chan *os.File
+	wake      chan struct{}
+	spareName string
+	pooled    map[string]bool // names of the files in spare; under mu
 }
+
+// spares is how many temporary files FileStore keeps ready.
+const spares = 4
 
 // NewFileStore opens (creating if needed) a file store rooted at dir.
 func NewFileStore(dir string) (*FileStore, error) {
+	var tok [6]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
 	s := &FileStore{
-		root: dir,
-		tmp:  filepath.Join(dir, "tmp"),
-		objs: filepath.Join(dir, "objects"),
-		made: map[string]bool{},
+		root:      dir,
+		tmp:       filepath.Join(dir, "tmp"),
+		objs:      filepath.Join(dir, "objects"),
+		made:      map[string]bool{},
+		spare:     make(chan *os.File, spares),
+		wake:      make(chan struct{}, 1),
+		spareName: "s-" + hex.EncodeToString(tok[:]) + "-",
+		pooled:    map[string]bool{},
 	}
 	for _, d := range []string{s.tmp, s.objs} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("blob: %w", err)
 		}
 	}
+	go s.fill()
 	return s, nil
+}
+
+// fill keeps the spare files topped up. It runs for the life of the
+// process; a store is opened once per process.
+func (s *FileStore) fill() {
+	for range s.wake {
+		for len(s.spare) < cap(s.spare) {
+			// Created and registered under mu, so CleanTemp never
+			// removes a file that is (about to be) in the pool.
+			s.mu.Lock()
+			f, err := os.CreateTemp(s.tmp, s.spareName+"*")
+			if err == nil {
+				s.pooled[filepath.Base(f.Name())] = true
+			}
+			s.mu.Unlock()
+			if err != nil {
+				break // Create makes its own and reports the error
+			}
+			select {
+			case s.spare <- f:
+			default:
+				s.unpool(f)
+				f.Close()
+				os.Remove(f.Name())
+			}
+		}
+	}
+}
+
+func (s *FileStore) unpool(f *os.File) {
+	s.mu.Lock()
+	delete(s.pooled, filepath.Base(f.Name()))
+	s.mu.Unlock()
+}
+
+func (s *FileStore) refill() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // path maps a key to a file, refusing keys that would escape the store.
@@ -55,6 +119,13 @@ func (s *FileStore) path(key string) (string, error) {
 
 // Create implements Store.
 func (s *FileStore) Create(ctx context.Context) (Writer, error) {
+	defer s.refill()
+	select {
+	case f := <-s.spare:
+		s.unpool(f)
+		return &fileWriter{s: s, f: f}, nil
+	default:
+	}
 	f, err := os.CreateTemp(s.tmp, "w-*")
 	if err != nil {
 		return nil, fmt.Errorf("blob: create: %w", err)
@@ -111,12 +182,17 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// CleanTemp implements Store.
+// CleanTemp implements Store. The spare files waiting in the pool are kept.
 func (s *FileStore) CleanTemp(ctx context.Context) (int, error) {
 	n := 0
 	err := filepath.WalkDir(s.tmp, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.pooled[d.Name()] {
+			return nil
 		}
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 			return err

@@ -310,7 +310,7 @@ func TestStoreFailuresAndDuplicates(t *testing.T) {
 	// Exactly one instance.stored event; no file left but the one indexed.
 	waitEvents(t, rt, events.TypeInstanceStored, 1)
 	files := 0
-	filepath.Walk(filepath.Join(rt.Config.Data.Dir, "blobs"), func(p string, fi os.FileInfo, err error) error {
+	filepath.Walk(filepath.Join(rt.Config.Data.Dir, "blobs", "objects"), func(p string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
 			files++
 		}
