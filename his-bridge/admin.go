@@ -1,8 +1,8 @@
 package hisbridge
 
 import (
-	"encoding/json"
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/rest"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,47 +10,14 @@ import (
 	"github.com/imaginghub/imaginghub/catalog"
 )
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-// likePrefix escapes LIKE wildcards so that a search value is a literal
-// prefix.
-func likePrefix(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(s) + "%"
-}
-
-// paging reads limit (1–1000, default 100) and offset.
-func paging(r *http.Request) (limit, offset int, err error) {
-	limit = 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
-			return 0, 0, errors.New("limit must be 1 to 1000")
-		}
-	}
-	if s := r.URL.Query().Get("offset"); s != "" {
-		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
-			return 0, 0, errors.New("offset must be a non-negative integer")
-		}
-	}
-	return limit, offset, nil
-}
-
 // listPatients serves GET /api/patients: ?identifier= (CX.1, optionally
 // "value^authority"), ?name= (family name prefix, case-insensitive),
 // limit, offset. Merged-away records are included with mergedInto set.
 func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	limit, offset, err := paging(r)
+	limit, offset, err := rest.Paging(r, 100, 1000)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		rest.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	q := r.URL.Query()
@@ -68,7 +35,7 @@ func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 	}
 	if name := q.Get("name"); name != "" {
 		where = append(where, `name_search LIKE ? ESCAPE '\'`)
-		args = append(args, likePrefix(strings.ToLower(name)))
+		args = append(args, rest.LikePrefix(strings.ToLower(name)))
 	}
 	args = append(args, limit, offset)
 	out := []Patient{}
@@ -99,10 +66,10 @@ func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		b.log.Error("list patients", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	rest.JSON(w, http.StatusOK, out)
 }
 
 // getPatient serves GET /api/patients/{id}.
@@ -110,7 +77,7 @@ func (b *Bridge) getPatient(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		writeError(w, http.StatusBadRequest, "patient id must be a positive integer")
+		rest.Error(w, http.StatusBadRequest, "patient id must be a positive integer")
 		return
 	}
 	var p Patient
@@ -121,11 +88,11 @@ func (b *Bridge) getPatient(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case errors.Is(err, errNotFound):
-		writeError(w, http.StatusNotFound, "patient not found")
+		rest.Error(w, http.StatusNotFound, "patient not found")
 	case err != nil:
 		b.log.Error("get patient", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 	default:
-		writeJSON(w, http.StatusOK, p)
+		rest.JSON(w, http.StatusOK, p)
 	}
 }

@@ -3,8 +3,8 @@ package hl7intake
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/rest"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,16 +72,6 @@ func (l *Listener) registerAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/hl7/failed/{id}/replay", l.replayFailed)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
 // ScanTime reads a timestamp column written with catalog.Tx.Time on either
 // backend (RFC 3339 text on SQLite, timestamptz on PostgreSQL).
 func ScanTime(v any) time.Time {
@@ -104,7 +94,7 @@ func (l *Listener) listFailed(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be 1 to 1000")
+			rest.Error(w, http.StatusBadRequest, "limit must be 1 to 1000")
 			return
 		}
 		limit = n
@@ -133,13 +123,13 @@ func (l *Listener) listFailed(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		l.log.Error("list rejected HL7 messages", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 		return
 	}
 	dls, err := l.rt.Bus.ListDeadLetters(ctx, events.DeadLetterFilter{})
 	if err != nil {
 		l.log.Error("list dead letters", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "event bus unavailable")
+		rest.Error(w, http.StatusServiceUnavailable, "event bus unavailable")
 		return
 	}
 	in, outStream := l.rt.Bus.StreamName(StreamName), l.rt.Bus.StreamName(OutStreamName)
@@ -162,7 +152,7 @@ func (l *Listener) listFailed(w http.ResponseWriter, r *http.Request) {
 	if out == nil {
 		out = []Failed{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	rest.JSON(w, http.StatusOK, out)
 }
 
 // replayFailed replays a dead letter to the consumer that gave up on it,
@@ -175,31 +165,31 @@ func (l *Listener) replayFailed(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(id, "dlq-"):
 		seq, err := strconv.ParseUint(strings.TrimPrefix(id, "dlq-"), 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "malformed id")
+			rest.Error(w, http.StatusBadRequest, "malformed id")
 			return
 		}
 		dl, err := l.rt.Bus.GetDeadLetter(ctx, seq)
 		if errors.Is(err, events.ErrDeadLetterNotFound) || err == nil && dl.Stream != l.rt.Bus.StreamName(StreamName) && dl.Stream != l.rt.Bus.StreamName(OutStreamName) {
-			writeError(w, http.StatusNotFound, "no such failed message")
+			rest.Error(w, http.StatusNotFound, "no such failed message")
 			return
 		}
 		if err == nil {
 			err = l.rt.Bus.ReplayDeadLetter(ctx, seq)
 		}
 		if errors.Is(err, events.ErrDeadLetterNotFound) {
-			writeError(w, http.StatusNotFound, "no such failed message")
+			rest.Error(w, http.StatusNotFound, "no such failed message")
 			return
 		}
 		if err != nil {
 			l.log.Error("replay dead letter", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "event bus unavailable")
+			rest.Error(w, http.StatusServiceUnavailable, "event bus unavailable")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"id": id, "result": "replayed"})
+		rest.JSON(w, http.StatusOK, map[string]string{"id": id, "result": "replayed"})
 	case strings.HasPrefix(id, "rejected-"):
 		n, err := strconv.ParseInt(strings.TrimPrefix(id, "rejected-"), 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "malformed id")
+			rest.Error(w, http.StatusBadRequest, "malformed id")
 			return
 		}
 		var raw []byte
@@ -207,26 +197,26 @@ func (l *Listener) replayFailed(w http.ResponseWriter, r *http.Request) {
 			return tx.QueryRowContext(ctx, `SELECT raw FROM hl7_rejected WHERE id = ? AND replayed_at IS NULL`, n).Scan(&raw)
 		})
 		if errors.Is(err, sql.ErrNoRows) {
-			writeError(w, http.StatusNotFound, "no such failed message")
+			rest.Error(w, http.StatusNotFound, "no such failed message")
 			return
 		}
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+			rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 			return
 		}
 		msg, err := hl7.Parse(raw)
 		if err != nil {
-			writeError(w, http.StatusUnprocessableEntity, "message does not parse")
+			rest.Error(w, http.StatusUnprocessableEntity, "message does not parse")
 			return
 		}
 		v := l.Accept(ctx, msg)
 		if v.Internal {
-			writeError(w, http.StatusServiceUnavailable, "message could not be stored")
+			rest.Error(w, http.StatusServiceUnavailable, "message could not be stored")
 			return
 		}
 		if v.Code != hl7.AA {
 			reason := v.Errors[0].Text
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": "still rejected: " + reason, "ackCode": string(v.Code)})
+			rest.JSON(w, http.StatusUnprocessableEntity, map[string]string{"error": "still rejected: " + reason, "ackCode": string(v.Code)})
 			return
 		}
 		if err := l.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
@@ -235,8 +225,8 @@ func (l *Listener) replayFailed(w http.ResponseWriter, r *http.Request) {
 		}); err != nil {
 			l.log.Error("mark rejected message replayed", "err", err)
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"id": id, "result": "accepted", "ackCode": string(v.Code)})
+		rest.JSON(w, http.StatusOK, map[string]string{"id": id, "result": "accepted", "ackCode": string(v.Code)})
 	default:
-		writeError(w, http.StatusNotFound, "no such failed message")
+		rest.Error(w, http.StatusNotFound, "no such failed message")
 	}
 }

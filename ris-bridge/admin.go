@@ -3,8 +3,8 @@ package risbridge
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/rest"
 	"net/http"
 	"strconv"
 	"strings"
@@ -70,16 +70,6 @@ type OrderDetail struct {
 	Reports []Report `json:"reports"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
 // listOrders serves GET /api/orders: ?accession=, ?patient= (PID-3.1),
 // ?status= (ORC-5), limit (1–1000, default 100), offset.
 func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
@@ -89,13 +79,13 @@ func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if s := q.Get("limit"); s != "" {
 		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be 1 to 1000")
+			rest.Error(w, http.StatusBadRequest, "limit must be 1 to 1000")
 			return
 		}
 	}
 	if s := q.Get("offset"); s != "" {
 		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
-			writeError(w, http.StatusBadRequest, "offset must be a non-negative integer")
+			rest.Error(w, http.StatusBadRequest, "offset must be a non-negative integer")
 			return
 		}
 	}
@@ -136,10 +126,10 @@ func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		b.log.Error("list orders", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	rest.JSON(w, http.StatusOK, out)
 }
 
 // getOrder serves GET /api/orders/{id}.
@@ -147,7 +137,7 @@ func (b *Bridge) getOrder(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		writeError(w, http.StatusBadRequest, "order id must be a positive integer")
+		rest.Error(w, http.StatusBadRequest, "order id must be a positive integer")
 		return
 	}
 	var d OrderDetail
@@ -178,11 +168,11 @@ func (b *Bridge) getOrder(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case errors.Is(err, errNotFound):
-		writeError(w, http.StatusNotFound, "order not found")
+		rest.Error(w, http.StatusNotFound, "order not found")
 	case err != nil:
 		b.log.Error("get order", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "catalog unavailable")
+		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 	default:
-		writeJSON(w, http.StatusOK, d)
+		rest.JSON(w, http.StatusOK, d)
 	}
 }

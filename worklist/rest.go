@@ -3,6 +3,7 @@ package worklist
 import (
 	"encoding/json"
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/rest"
 	"io"
 	"net/http"
 	"strconv"
@@ -34,28 +35,18 @@ func (w *Worklist) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/worklist/mpps/{uid}", w.getMPPS)
 }
 
-func writeJSON(rw http.ResponseWriter, status int, v any) {
-	rw.Header().Set("Content-Type", "application/json")
-	rw.WriteHeader(status)
-	json.NewEncoder(rw).Encode(v)
-}
-
-func writeError(rw http.ResponseWriter, status int, msg string) {
-	writeJSON(rw, status, map[string]string{"error": msg})
-}
-
 // fail answers err with the status its sentinel calls for.
 func (w *Worklist) fail(rw http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoSuchInstance):
-		writeError(rw, http.StatusNotFound, strings.TrimPrefix(err.Error(), "worklist: "))
+		rest.Error(rw, http.StatusNotFound, strings.TrimPrefix(err.Error(), "worklist: "))
 	case errors.Is(err, ErrNotEditable):
-		writeError(rw, http.StatusConflict, strings.TrimPrefix(err.Error(), "worklist: "))
+		rest.Error(rw, http.StatusConflict, strings.TrimPrefix(err.Error(), "worklist: "))
 	case errors.Is(err, ErrInvalid):
-		writeError(rw, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "worklist: "))
+		rest.Error(rw, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "worklist: "))
 	default:
 		w.log.Error("worklist API request failed", "err", err)
-		writeError(rw, http.StatusInternalServerError, "internal error")
+		rest.Error(rw, http.StatusInternalServerError, "internal error")
 	}
 }
 
@@ -63,7 +54,7 @@ func (w *Worklist) withID(h func(rw http.ResponseWriter, r *http.Request, id int
 	return func(rw http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 		if err != nil || id <= 0 {
-			writeError(rw, http.StatusBadRequest, "item id must be a positive integer")
+			rest.Error(rw, http.StatusBadRequest, "item id must be a positive integer")
 			return
 		}
 		h(rw, r, id)
@@ -90,14 +81,14 @@ func (w *Worklist) listItems(rw http.ResponseWriter, r *http.Request) {
 	o := ListOptions{Station: q.Get("station"), Status: strings.ToUpper(q.Get("status"))}
 	var ok bool
 	if o.Date, ok = parseDate(q.Get("date"), w.store.now()); !ok {
-		writeError(rw, http.StatusBadRequest, "date must be YYYYMMDD, YYYY-MM-DD or today")
+		rest.Error(rw, http.StatusBadRequest, "date must be YYYYMMDD, YYYY-MM-DD or today")
 		return
 	}
 	for name, dst := range map[string]*int{"limit": &o.Limit, "offset": &o.Offset} {
 		if v := q.Get(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				writeError(rw, http.StatusBadRequest, name+" must be an integer")
+				rest.Error(rw, http.StatusBadRequest, name+" must be an integer")
 				return
 			}
 			*dst = n
@@ -108,7 +99,7 @@ func (w *Worklist) listItems(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, err)
 		return
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"items": items})
+	rest.JSON(rw, http.StatusOK, map[string]any{"items": items})
 }
 
 func decodeItem(rw http.ResponseWriter, r *http.Request) (Item, bool) {
@@ -116,7 +107,7 @@ func decodeItem(rw http.ResponseWriter, r *http.Request) (Item, bool) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&it); err != nil {
-		writeError(rw, http.StatusBadRequest, "body is not a worklist item: "+err.Error())
+		rest.Error(rw, http.StatusBadRequest, "body is not a worklist item: "+err.Error())
 		return it, false
 	}
 	return it, true
@@ -133,7 +124,7 @@ func (w *Worklist) createItem(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw.Header().Set("Location", "/api/worklist/items/"+strconv.FormatInt(it.ID, 10))
-	writeJSON(rw, http.StatusCreated, it)
+	rest.JSON(rw, http.StatusCreated, it)
 }
 
 func (w *Worklist) getItem(rw http.ResponseWriter, r *http.Request, id int64) {
@@ -142,7 +133,7 @@ func (w *Worklist) getItem(rw http.ResponseWriter, r *http.Request, id int64) {
 		w.fail(rw, err)
 		return
 	}
-	writeJSON(rw, http.StatusOK, it)
+	rest.JSON(rw, http.StatusOK, it)
 }
 
 func (w *Worklist) updateItem(rw http.ResponseWriter, r *http.Request, id int64) {
@@ -155,7 +146,7 @@ func (w *Worklist) updateItem(rw http.ResponseWriter, r *http.Request, id int64)
 		w.fail(rw, err)
 		return
 	}
-	writeJSON(rw, http.StatusOK, it)
+	rest.JSON(rw, http.StatusOK, it)
 }
 
 func (w *Worklist) cancelItem(rw http.ResponseWriter, r *http.Request, id int64) {
@@ -164,7 +155,7 @@ func (w *Worklist) cancelItem(rw http.ResponseWriter, r *http.Request, id int64)
 		w.fail(rw, err)
 		return
 	}
-	writeJSON(rw, http.StatusOK, it)
+	rest.JSON(rw, http.StatusOK, it)
 }
 
 func (w *Worklist) getMPPS(rw http.ResponseWriter, r *http.Request) {
@@ -173,5 +164,5 @@ func (w *Worklist) getMPPS(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, err)
 		return
 	}
-	writeJSON(rw, http.StatusOK, m)
+	rest.JSON(rw, http.StatusOK, m)
 }
