@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/imaginghub/imaginghub/dicomweb"
+	"github.com/imaginghub/imaginghub/fhir"
 	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
 	"github.com/imaginghub/imaginghub/hl7intake"
 	"github.com/imaginghub/imaginghub/hl7out"
@@ -47,12 +48,20 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 	"his-bridge": func(rt *hub.Runtime) (hub.Component, error) { return hisbridge.New(rt) },
 	"ris-bridge": func(rt *hub.Runtime) (hub.Component, error) { return risbridge.New(rt) },
 	"hl7out":     func(rt *hub.Runtime) (hub.Component, error) { return hl7out.New(rt), nil },
+	// FHIR R4 API under /fhir, pushes to EMRs and subscriptions.
+	"fhir": func(rt *hub.Runtime) (hub.Component, error) {
+		opts, err := fhir.OptionsFromConfig(rt.Config)
+		if err != nil {
+			return nil, err
+		}
+		return fhir.New(rt, opts)
+	},
 	// Reconciliation, order status to the RIS, billing and reading tasks.
 	"workflow": func(rt *hub.Runtime) (hub.Component, error) { return workflow.New(rt, workflow.OptionsFrom(rt.Config)) },
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out", "workflow"}
+var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out", "workflow", "fhir"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))

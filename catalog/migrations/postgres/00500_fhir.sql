@@ -50,7 +50,16 @@ CREATE TABLE fhir_pushed (
     PRIMARY KEY (target, resource_type, id)
 );
 
+-- Links workflow reconciliation made (ih.study.reconciled): the order and
+-- patient a study belongs to when the DICOM header alone does not say.
+CREATE TABLE fhir_study_links (
+    study_instance_uid text PRIMARY KEY,
+    order_id           bigint,
+    patient_reference  text NOT NULL DEFAULT ''
+);
+
 -- +goose Down
+DROP TABLE fhir_study_links;
 DROP TABLE fhir_pushed;
 DROP TABLE fhir_search;
 DROP TABLE fhir_history;

@@ -49,7 +49,16 @@ CREATE TABLE fhir_pushed (
     PRIMARY KEY (target, resource_type, id)
 );
 
+-- Links workflow reconciliation made (ih.study.reconciled): the order and
+-- patient a study belongs to when the DICOM header alone does not say.
+CREATE TABLE fhir_study_links (
+    study_instance_uid TEXT PRIMARY KEY,
+    order_id           INTEGER,
+    patient_reference  TEXT NOT NULL DEFAULT ''
+);
+
 -- +goose Down
+DROP TABLE fhir_study_links;
 DROP TABLE fhir_pushed;
 DROP TABLE fhir_search;
 DROP TABLE fhir_history;
