@@ -685,22 +685,34 @@ func EnvNames() []string {
 // Default renders the key's value in cfg for documentation ("" shows as
 // "empty").
 func (k Key) Default(cfg Config) string {
-	v := k.field(&cfg)
-	var s string
+	if s := formatValue(k.field(&cfg)); s != "" {
+		return s
+	}
+	return "empty"
+}
+
+// formatValue renders a key's value as its environment variable takes it.
+func formatValue(v reflect.Value) string {
 	switch {
 	case v.Type() == durationType:
-		s = time.Duration(v.Int()).String()
+		return time.Duration(v.Int()).String()
 	case v.Kind() == reflect.Slice:
 		parts := make([]string, v.Len())
 		for i := range parts {
 			parts[i] = v.Index(i).String()
 		}
-		s = strings.Join(parts, ",")
-	default:
-		s = fmt.Sprint(v.Interface())
+		return strings.Join(parts, ",")
 	}
-	if s == "" {
-		return "empty"
+	return fmt.Sprint(v.Interface())
+}
+
+// Environ renders c as IMAGINGHUB_* variables, the inverse of Load for
+// every key that has one (router rules and FHIR targets are YAML only):
+// for handing a configuration to a child process.
+func (c Config) Environ() []string {
+	var env []string
+	for _, k := range Keys() {
+		env = append(env, k.Env+"="+formatValue(k.field(&c)))
 	}
-	return s
+	return env
 }

@@ -212,3 +212,20 @@ func TestParseRemotes(t *testing.T) {
 		}
 	}
 }
+
+func TestEnvironRoundTrip(t *testing.T) {
+	cfg := Default()
+	cfg.DICOM.AllowedCallingAEs = []string{"CT1", "MR1@10.0.0.5"}
+	cfg.Study.StableAfter = 1500 * time.Millisecond
+	cfg.Database.URL = "postgres://hub:pw@db/hub"
+	cfg.Worklist.IncludeFinalSteps = true
+	got, err := Load("", cfg.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := cfg.YAML()
+	b, _ := got.YAML()
+	if string(a) != string(b) {
+		t.Fatalf("round trip differs:\n%s\n---\n%s", a, b)
+	}
+}

@@ -72,12 +72,8 @@ func TestKill9DuringTransfer(t *testing.T) {
 	}
 	cfg := hubtest.Config(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1",
-		"IMAGINGHUB_DATA_DIR="+cfg.Data.Dir,
-		"IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_DICOM_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=",
-		"IMAGINGHUB_NATS_URL="+cfg.NATS.URL, "IMAGINGHUB_DATABASE_URL="+cfg.Database.URL,
-		"IMAGINGHUB_REDIS_URL="+cfg.Redis.URL, "IMAGINGHUB_REDIS_KEY_PREFIX="+cfg.Redis.KeyPrefix,
-		"IMAGINGHUB_EVENTS_SUBJECT_PREFIX="+cfg.Events.SubjectPrefix, "IMAGINGHUB_EVENTS_STREAM_PREFIX="+cfg.Events.StreamPrefix)
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), cfg.Environ()...)
+	cmd.Env = append(cmd.Env, "IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_DICOM_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=")
 	cmd.Stderr = os.Stderr
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
