@@ -19,6 +19,7 @@ import (
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomjson"
+	"github.com/imaginghub/imaginghub/workflow/coerce"
 )
 
 // retrieve serves WADO-RS Retrieve Study, Series and Instance (PS3.18
@@ -44,6 +45,13 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusNotAcceptable, "instances are available as multipart/related; type=\"application/dicom\" in their stored transfer syntax or, from Implicit VR Little Endian, in Explicit VR Little Endian"))
 		return
 	}
+	// Reconciled values of the study (IHE PIR), served in place of the
+	// stored ones.
+	cv, _, err := coerce.LookupCatalog(r.Context(), s.rt.Catalog, study)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if mode == singleDICOM {
 		in := list[0]
 		b, err := s.rt.Blobs.Open(r.Context(), in.BlobKey)
@@ -54,10 +62,10 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 		defer b.Close()
 		ts := targetSyntax(in.TransferSyntaxUID, want)
 		w.Header().Set("Content-Type", MediaTypeDICOM+"; transfer-syntax="+ts)
-		if ts == in.TransferSyntaxUID {
+		if ts == in.TransferSyntaxUID && (cv.Zero() || !coerce.Supported(ts)) {
 			w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
 		}
-		if err := writeInstance(w, b, ts); err != nil {
+		if err := writeInstance(w, b, ts, cv); err != nil {
 			s.log.Error("retrieve: instance not sent whole", "key", in.BlobKey, "err", err)
 		}
 		return
@@ -74,12 +82,12 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 		}
 		ts := targetSyntax(in.TransferSyntaxUID, want)
 		size := b.Size()
-		if ts != in.TransferSyntaxUID {
+		if ts != in.TransferSyntaxUID || !cv.Zero() && coerce.Supported(in.TransferSyntaxUID) {
 			size = -1
 		}
 		pw, err := mw.part(MediaTypeDICOM+"; transfer-syntax="+ts, instanceURL(base, in), size)
 		if err == nil {
-			err = writeInstance(pw, b, ts)
+			err = writeInstance(pw, b, ts, cv)
 		}
 		b.Close()
 		if err != nil {
@@ -219,6 +227,11 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := s.base(r)
+	cv, _, err := coerce.LookupCatalog(r.Context(), s.rt.Catalog, study)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 
 	type slot struct {
@@ -237,7 +250,7 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				slots[i].b, slots[i].err = s.instanceJSON(ctx, list[i], base)
+				slots[i].b, slots[i].err = s.instanceJSON(ctx, list[i], base, cv)
 				close(slots[i].done)
 			}
 		}()
@@ -288,8 +301,10 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 	bw.Flush()
 }
 
-func (s *Service) instanceJSON(ctx context.Context, in catalog.Instance, base string) ([]byte, error) {
-	key := base + "\x00" + in.BlobKey
+func (s *Service) instanceJSON(ctx context.Context, in catalog.Instance, base string, cv coerce.Values) ([]byte, error) {
+	// The reconciled values are part of the key: a study reconciled
+	// again is rendered again.
+	key := base + "\x00" + in.BlobKey + "\x00" + cv.Key()
 	if b, ok := s.cache.get(key); ok {
 		return b, nil
 	}
@@ -302,6 +317,7 @@ func (s *Service) instanceJSON(ctx context.Context, in catalog.Instance, base st
 	if err != nil {
 		return nil, err
 	}
+	coerce.Apply(ds, cv)
 	b := ds.AppendJSON(make([]byte, 0, 4<<10))
 	s.cache.put(key, b)
 	return b, nil

@@ -3,6 +3,8 @@ package dicomweb
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/imaginghub/imaginghub/workflow/coerce"
 )
 
 // wadoURI serves WADO-URI (PS3.18 §9): requestType=WADO with studyUID,
@@ -48,6 +50,19 @@ func (s *Service) wadoURI(w http.ResponseWriter, r *http.Request) {
 		}
 		defer b.Close()
 		w.Header().Set("Content-Type", MediaTypeDICOM)
+		// A reconciled study goes out with its corrected values (IHE
+		// PIR), streamed: no Content-Length and no ranges then.
+		cv, _, err := coerce.LookupCatalog(r.Context(), s.rt.Catalog, study)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !cv.Zero() && coerce.Supported(in.TransferSyntaxUID) {
+			if err := writeInstance(w, b, in.TransferSyntaxUID, cv); err != nil {
+				s.log.Error("WADO-URI: instance not sent whole", "key", in.BlobKey, "err", err)
+			}
+			return
+		}
 		http.ServeContent(w, r, "", in.ReceivedAt, b)
 	case "image/jpeg", "image/png":
 		rp := renderParams{quality: 90}

@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomnet"
+	"github.com/imaginghub/imaginghub/workflow/coerce"
 )
 
 // maxContexts is how many presentation contexts one association can
@@ -115,6 +117,9 @@ func (q *QR) retrieveMatches(ctx context.Context, r *dicomnet.Request, patientRo
 	out := make([]catalog.Instance, len(res))
 	for i := range res {
 		out[i] = res[i].Instance
+		if out[i].StudyInstanceUID == "" {
+			out[i].StudyInstanceUID = res[i].Study.StudyInstanceUID
+		}
 	}
 	q.log.Debug("retrieve matches", "level", rq.level.String(), "filters", rq.query.Filters, "instances", len(out))
 	return out, nil
@@ -249,7 +254,15 @@ func (q *QR) send(ctx context.Context, as *dicomnet.Association, in catalog.Inst
 	if _, ok := as.PresentationContext(in.SOPClassUID, ts); !ok {
 		return 0, fmt.Errorf("%w: %s in %s", errNoContext, in.SOPClassUID, ts)
 	}
-	status, err := as.Store(ctx, in.SOPClassUID, in.SOPInstanceUID, ts, br, opts)
+	// Reconciled studies are sent with the corrected patient and order
+	// attributes (IHE PIR); the stored file stays as received.
+	var ds io.Reader = br
+	if v, ok, err := coerce.LookupCatalog(ctx, q.rt.Catalog, in.StudyInstanceUID); err != nil {
+		return 0, fmt.Errorf("qr: %w", err)
+	} else if ok {
+		ds = coerce.NewReader(br, ts, v)
+	}
+	status, err := as.Store(ctx, in.SOPClassUID, in.SOPInstanceUID, ts, ds, opts)
 	if err != nil {
 		return 0, fmt.Errorf("qr: C-STORE sub-operation: %w", err)
 	}

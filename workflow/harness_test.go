@@ -225,7 +225,7 @@ var (
 func dialDICOM(t testing.TB, addr string, extra ...dicomnet.ProposedContext) *dicomnet.Association {
 	t.Helper()
 	pcs := append(worklist.ProposedContexts(),
-		dicomnet.ProposedContext{AbstractSyntax: synth.CTImageStorage, TransferSyntaxes: []string{dicomfile.ImplicitVRLittleEndian}},
+		dicomnet.ProposedContext{AbstractSyntax: synth.CTImageStorage, TransferSyntaxes: []string{dicomfile.ExplicitVRLittleEndian}},
 		dicomnet.ProposedContext{AbstractSyntax: qr.StudyRootFind, TransferSyntaxes: []string{dicomfile.ExplicitVRLittleEndian}})
 	pcs = append(pcs, extra...)
 	var as *dicomnet.Association
@@ -267,14 +267,14 @@ func (s scenario) acquire(t testing.TB, as *dicomnet.Association, n int) string 
 		var buf bytes.Buffer
 		if _, err := synth.CT(&buf, synth.Options{Seed: int64(s.n*1000 + i), PatientName: "WRONG^SCANNER^NAME", PatientID: s.patientID,
 			StudyInstanceUID: s.studyUID, SeriesInstanceUID: series, AccessionNumber: s.accession, StudyDate: s.today,
-			InstanceNumber: i, Rows: 16, Columns: 16}); err != nil {
+			InstanceNumber: i, Rows: 16, Columns: 16, TransferSyntaxUID: dicomfile.ExplicitVRLittleEndian}); err != nil {
 			t.Fatal(err)
 		}
 		meta, err := dicomfile.ReadFileMeta(bytes.NewReader(buf.Bytes()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := as.Store(ctx, synth.CTImageStorage, meta.MediaStorageSOPInstanceUID, dicomfile.ImplicitVRLittleEndian,
+		st, err := as.Store(ctx, synth.CTImageStorage, meta.MediaStorageSOPInstanceUID, dicomfile.ExplicitVRLittleEndian,
 			bytes.NewReader(buf.Bytes()[meta.DataSetOffset():]), nil)
 		if err != nil || st != dicomnet.StatusSuccess {
 			t.Fatalf("C-STORE: 0x%04X %v", st, err)

@@ -1,14 +1,20 @@
 package workflow_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/imaginghub/imaginghub/hl7"
+	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/hub"
 	"github.com/imaginghub/imaginghub/hub/hubtest"
 	"github.com/imaginghub/imaginghub/workflow"
@@ -56,6 +62,24 @@ func TestWholeDay(t *testing.T) {
 	json.Unmarshal(qido[0]["00100010"], &pn)
 	if len(pn.Value) != 1 || pn.Value[0].Alphabetic != wantName {
 		t.Errorf("QIDO-RS PatientName %s", qido[0]["00100010"])
+	}
+
+	checkRetrieval(t, base, p.in.Addr(), s)
+	// The stored files are as the scanner sent them.
+	ins, err := rt.Catalog.ListInstances(context.Background(), s.studyUID)
+	if err != nil || len(ins) != 2 {
+		t.Fatalf("stored instances: %d, %v", len(ins), err)
+	}
+	for _, in := range ins {
+		b, err := rt.Blobs.Open(context.Background(), in.BlobKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(b)
+		b.Close()
+		if h := parsePart10(t, raw); h.PatientName != "WRONG^SCANNER^NAME" {
+			t.Errorf("stored file changed: PatientName %q", h.PatientName)
+		}
 	}
 
 	// Exactly one DFT^P03, a charge (FT1-6 CG) for the ordered procedure.
@@ -130,5 +154,80 @@ func TestWholeDay(t *testing.T) {
 	if code := httpJSON(t, "GET", base+"/api/studies/1.2.3.404/timeline", nil, nil); code != http.StatusNotFound {
 		t.Errorf("timeline of an unknown study: %d", code)
 	}
-	_ = hl7.AA
+}
+
+// checkRetrieval reads the study back through WADO-RS metadata, WADO-URI
+// and DCMTK getscu (C-GET): every one serves the reconciled values, while
+// the stored files keep the scanner's.
+func checkRetrieval(t *testing.T, base, dicomAddr string, s scenario) {
+	t.Helper()
+	var meta []map[string]json.RawMessage
+	if code := httpJSON(t, "GET", base+"/dicomweb/studies/"+s.studyUID+"/metadata", nil, &meta); code != 200 || len(meta) == 0 {
+		t.Fatalf("WADO-RS metadata: %d, %d instances", code, len(meta))
+	}
+	uid := func(ds map[string]json.RawMessage, tag string) string {
+		var a struct{ Value []string }
+		json.Unmarshal(ds[tag], &a)
+		if len(a.Value) == 0 {
+			return ""
+		}
+		return a.Value[0]
+	}
+	var pn struct {
+		Value []struct{ Alphabetic string }
+	}
+	for _, ds := range meta {
+		json.Unmarshal(ds["00100010"], &pn)
+		if len(pn.Value) != 1 || pn.Value[0].Alphabetic != wantName || uid(ds, "00100021") != s.issuer {
+			t.Errorf("WADO-RS metadata: PatientName %s IssuerOfPatientID %s", ds["00100010"], ds["00100021"])
+		}
+	}
+	series, sop := uid(meta[0], "0020000E"), uid(meta[0], "00080018")
+	res, err := http.Get(base + "/dicomweb/wado?requestType=WADO&contentType=application/dicom&studyUID=" + s.studyUID +
+		"&seriesUID=" + series + "&objectUID=" + sop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if h := parsePart10(t, body); h.PatientName != wantName || h.PatientID != s.patientID || h.IssuerOfPatientID != s.issuer {
+		t.Errorf("WADO-URI: %q %q %q", h.PatientName, h.PatientID, h.IssuerOfPatientID)
+	}
+	if _, err := exec.LookPath("getscu"); err != nil {
+		t.Log("getscu not installed (Debian package dcmtk): C-GET check skipped")
+		return
+	}
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(dicomAddr)
+	out, err := exec.Command("getscu", "-aet", "VIEWER", "-aec", "IMAGINGHUB", "-S", "-k", "QueryRetrieveLevel=STUDY",
+		"-k", "StudyInstanceUID="+s.studyUID, "-od", dir, host, port).CombinedOutput()
+	if err != nil {
+		t.Fatalf("getscu: %v: %s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(files) == 0 {
+		t.Fatalf("getscu retrieved nothing: %s", out)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := parsePart10(t, b); h.PatientName != wantName || h.PatientID != s.patientID {
+			t.Errorf("C-GET %s: %q %q", filepath.Base(f), h.PatientName, h.PatientID)
+		}
+	}
+}
+
+func parsePart10(t *testing.T, b []byte) *dicomfile.Header {
+	t.Helper()
+	m, err := dicomfile.ReadFileMeta(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("Part 10 file: %v", err)
+	}
+	h, err := dicomfile.ParseHeader(bytes.NewReader(b[m.DataSetOffset():]), m.TransferSyntaxUID)
+	if err != nil {
+		t.Fatalf("Part 10 data set: %v", err)
+	}
+	return h
 }
