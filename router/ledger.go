@@ -9,21 +9,31 @@ import (
 	"github.com/imaginghub/imaginghub/catalog"
 )
 
-// ledger is the catalog's record of acknowledged deliveries. Lookups and
-// records of all destinations' deliveries are grouped: whatever arrives
-// while one transaction commits goes into the next, so a burst of
-// deliveries costs one durable commit per group instead of one each
-// (group commit), and holds the catalog's single writer (SQLite) far less
-// often. Each caller still returns only once its own record is committed.
+// ledger is the catalog's record of acknowledged deliveries, shared by all
+// destinations. Lookups run at once, grouped with those that arrive
+// meanwhile, in transactions that write nothing (no fsync). Records are
+// group-committed: they linger up to recordLinger (or until maxGroup are
+// waiting) and commit together, so a stream of deliveries costs one durable
+// commit per group instead of one each, and takes the catalog's single
+// writer (SQLite) from ingest far less often. A caller still returns only
+// once its own record is committed, and only then is its job acknowledged;
+// the delivery handlers outnumber the associations so that the wait does
+// not slow sending.
 type ledger struct {
 	cat *catalog.Catalog
 
 	mu      sync.Mutex
-	pending []*ledgerOp
+	lookups []*ledgerOp
+	records []*ledgerOp
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 }
+
+const (
+	recordLinger = 10 * time.Millisecond
+	maxGroup     = 256
+)
 
 type ledgerOp struct {
 	record bool // record the delivery; otherwise look it up
@@ -48,22 +58,49 @@ func (l *ledger) close() {
 
 func (l *ledger) run() {
 	defer close(l.done)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	lingering := false
 	for {
 		select {
 		case <-l.kick:
+		case <-linger.C:
+			lingering = false
+			l.commit(true)
+			continue
 		case <-l.stop:
-			l.flush() // callers still waiting
+			l.commit(false)
+			l.commit(true) // callers still waiting
 			return
 		}
-		l.flush()
+		l.commit(false)
+		l.mu.Lock()
+		n := len(l.records)
+		l.mu.Unlock()
+		switch {
+		case n >= maxGroup:
+			if lingering {
+				linger.Stop()
+				lingering = false
+			}
+			l.commit(true)
+		case n > 0 && !lingering:
+			linger.Reset(recordLinger)
+			lingering = true
+		}
 	}
 }
 
-func (l *ledger) flush() {
+// commit runs the waiting lookups, or the waiting records.
+func (l *ledger) commit(records bool) {
 	for {
 		l.mu.Lock()
-		ops := l.pending
-		l.pending = nil
+		var ops []*ledgerOp
+		if records {
+			ops, l.records = l.records, nil
+		} else {
+			ops, l.lookups = l.lookups, nil
+		}
 		l.mu.Unlock()
 		if len(ops) == 0 {
 			return
@@ -84,6 +121,9 @@ func (l *ledger) flush() {
 				op.err = fmt.Errorf("router: delivery ledger: %w", err)
 			}
 			close(op.done)
+		}
+		if records {
+			return // the rest linger for the next group
 		}
 	}
 }
@@ -116,7 +156,11 @@ func (op *ledgerOp) apply(ctx context.Context, tx *catalog.Tx, now any) error {
 func (l *ledger) do(ctx context.Context, op *ledgerOp) error {
 	op.done = make(chan struct{})
 	l.mu.Lock()
-	l.pending = append(l.pending, op)
+	if op.record {
+		l.records = append(l.records, op)
+	} else {
+		l.lookups = append(l.lookups, op)
+	}
 	l.mu.Unlock()
 	select {
 	case l.kick <- struct{}{}:

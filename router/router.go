@@ -337,7 +337,7 @@ func (d *destination) start(ctx context.Context) error {
 		// association, others look their jobs up, open their files, and
 		// record and acknowledge their deliveries, so that the association
 		// does not wait for the bookkeeping.
-		handlers *= 4
+		handlers *= 8
 	}
 	cons, err := d.r.rt.Bus.ConsumeRaw(ctx, events.ConsumerSpec{
 		Name:           ConsumerName(d.cfg.Name),
@@ -350,7 +350,7 @@ func (d *destination) start(ctx context.Context) error {
 		Concurrency:    handlers,
 		// A few jobs beyond those in hand keep the pipe full without
 		// hiding the queue from other processes delivering it.
-		MaxAckPending: 4 * handlers,
+		MaxAckPending: 2 * handlers,
 	}, d.deliver)
 	if err != nil {
 		return fmt.Errorf("router: destination %s: %w", d.cfg.Name, err)
