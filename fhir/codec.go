@@ -277,4 +277,6 @@ const (
 
 var _ = cpb.ImagingStudyStatusCode_AVAILABLE
 
-func protoValue(m proto.Message) protoreflect.Value { return protoreflect.ValueOfMessage(m.ProtoReflect()) }
+func protoValue(m proto.Message) protoreflect.Value {
+	return protoreflect.ValueOfMessage(m.ProtoReflect())
+}

@@ -26,12 +26,12 @@ import (
 // redelivered or reordered event changes nothing twice.
 
 // StudyReconciled is the data of ih.study.reconciled as the projection
-// reads it: the study and the order and patient it was matched with.
+// reads it: the study, the order it was matched with and the patient
+// demographics the study was coerced to (IHE SWF / PIR).
 type StudyReconciled struct {
-	StudyInstanceUID  string `json:"studyInstanceUID"`
-	OrderID           int64  `json:"orderId,omitempty"`
-	PatientID         string `json:"patientID,omitempty"`
-	IssuerOfPatientID string `json:"issuerOfPatientID,omitempty"`
+	StudyInstanceUID string               `json:"studyInstanceUID"`
+	OrderID          int64                `json:"orderId,omitempty"`
+	Coercion         risbridge.PatientRef `json:"coercion"`
 }
 
 func (f *FHIR) onStudyStable(ctx context.Context, e events.Event, _ events.Delivery) error {
@@ -138,9 +138,9 @@ func (f *FHIR) onReconciled(ctx context.Context, e events.Event, _ events.Delive
 		return events.Permanent(errors.New("fhir: reconciled event without a study"))
 	}
 	var patientRef string
-	if d.PatientID != "" {
+	if d.Coercion.PatientID != "" {
 		var err error
-		patientRef, err = f.ensurePatient(ctx, PatientFromRef(risbridge.PatientRef{PatientID: d.PatientID, IssuerOfPatientID: d.IssuerOfPatientID}))
+		patientRef, err = f.ensurePatient(ctx, PatientFromRef(d.Coercion))
 		if err != nil {
 			return err
 		}
