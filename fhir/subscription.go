@@ -101,8 +101,11 @@ func (f *FHIR) readSubscription(w http.ResponseWriter, r *http.Request) (*subpb.
 		return nil, false
 	}
 	// The hub accepts the subscription at once: it is active from now on
-	// (R4 Subscription.status: the server sets active).
-	s.Status = &subpb.Subscription_StatusCode{Value: cpb.SubscriptionStatusCode_ACTIVE}
+	// (R4 Subscription.status: the server sets active), unless the client
+	// turns it off.
+	if s.GetStatus().GetValue() != cpb.SubscriptionStatusCode_OFF {
+		s.Status = &subpb.Subscription_StatusCode{Value: cpb.SubscriptionStatusCode_ACTIVE}
+	}
 	s.Error = nil
 	return s, true
 }

@@ -1,0 +1,107 @@
+package fhir_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imaginghub/imaginghub/fhir"
+)
+
+func postSubscription(t *testing.T, base, body string) (string, map[string]any) {
+	t.Helper()
+	rsp, err := http.Post(base+"/Subscription", "application/fhir+json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	b, _ := io.ReadAll(rsp.Body)
+	if rsp.StatusCode != http.StatusCreated || rsp.Header.Get("Location") == "" {
+		t.Fatalf("create subscription: %s: %s", rsp.Status, b)
+	}
+	cr, err := fhir.Unmarshal(b)
+	if err != nil || cr.GetSubscription() == nil {
+		t.Fatalf("created subscription: %v", err)
+	}
+	return cr.GetSubscription().GetId().GetValue(), nil
+}
+
+// R4 rest-hook subscriptions: an id-only notification with the custom
+// header, a full-resource notification PUT to [endpoint]/[type]/[id],
+// status error with the reason while the subscriber fails and active again
+// after, and delete.
+func TestSubscriptionsRestHook(t *testing.T) {
+	need(t, "storescu")
+	th := startHub(t, testConfig(t), fhir.Options{})
+	idOnly, full := &hookRecorder{}, &hookRecorder{}
+	hookA := httptest.NewServer(idOnly)
+	defer hookA.Close()
+	hookB := httptest.NewServer(full)
+	defer hookB.Close()
+
+	subA, _ := postSubscription(t, th.base, subscriptionJSON("", "ImagingStudy?status=available", hookA.URL+"/notify", "", []string{"Authorization: Bearer sub-token"}))
+	subB, _ := postSubscription(t, th.base, subscriptionJSON("", "DiagnosticReport?status=final", hookB.URL+"/fhir", "application/fhir+json", nil))
+	var got map[string]any
+	if code, _ := get(t, th.base+"/Subscription/"+subA, &got); code != 200 || got["status"] != "active" {
+		t.Fatalf("subscription A: %d %v", code, got["status"])
+	}
+
+	th.sendHL7(t, ormNW) // registered: does not match status=available
+	th.store(t, 1, studyOptions(1, "1", 1))
+	waitFor(t, "id-only notification", 10*time.Second, func() bool { return idOnly.count() == 1 })
+	idOnly.mu.Lock()
+	c := idOnly.calls[0]
+	auth := idOnly.auth[0]
+	idOnly.mu.Unlock()
+	if c.Method != http.MethodPost || c.Path != "/notify" || len(c.Raw) != 0 || auth != "Bearer sub-token" {
+		t.Errorf("id-only notification: %s %s body %q auth %q", c.Method, c.Path, c.Raw, auth)
+	}
+
+	th.sendHL7(t, oruF)
+	waitFor(t, "full-resource notification", 10*time.Second, func() bool { return full.count() == 1 })
+	full.mu.Lock()
+	c = full.calls[0]
+	full.mu.Unlock()
+	cr, err := fhir.Unmarshal(c.Raw)
+	if c.Method != http.MethodPut || !strings.HasPrefix(c.Path, "/fhir/DiagnosticReport/") || err != nil || cr.GetDiagnosticReport() == nil {
+		t.Errorf("full notification: %s %s (%v)", c.Method, c.Path, err)
+	}
+
+	// The subscriber fails: the subscription shows it, and the
+	// notification is retried until it gets through.
+	idOnly.mu.Lock()
+	idOnly.fail = true
+	idOnly.mu.Unlock()
+	th.store(t, 1, studyOptions(2, "2", 2))
+	waitFor(t, "subscription in error", 10*time.Second, func() bool {
+		got = nil
+		get(t, th.base+"/Subscription/"+subA, &got)
+		return got["status"] == "error" && strings.Contains(got["error"].(string), "500")
+	})
+	idOnly.mu.Lock()
+	idOnly.fail = false
+	idOnly.mu.Unlock()
+	waitFor(t, "retried notification and active subscription", 10*time.Second, func() bool {
+		got = nil
+		get(t, th.base+"/Subscription/"+subA, &got)
+		return idOnly.count() >= 2 && got["status"] == "active" && got["error"] == nil
+	})
+
+	// Turned off by PUT, then deleted.
+	off := strings.Replace(subscriptionJSON(subB, "DiagnosticReport?status=final", hookB.URL+"/fhir", "application/fhir+json", nil), `"requested"`, `"off"`, 1)
+	req, _ := http.NewRequest(http.MethodPut, th.base+"/Subscription/"+subB, strings.NewReader(off))
+	rsp, err := http.DefaultClient.Do(req)
+	if err != nil || rsp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT subscription: %v %v", err, rsp.Status)
+	}
+	req, _ = http.NewRequest(http.MethodDelete, th.base+"/Subscription/"+subB, nil)
+	if rsp, err := http.DefaultClient.Do(req); err != nil || rsp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE subscription: %v %v", err, rsp.Status)
+	}
+	if code, _ := get(t, th.base+"/Subscription/"+subB, nil); code != http.StatusGone {
+		t.Errorf("deleted subscription: %d, want 410", code)
+	}
+}
