@@ -346,8 +346,14 @@ func (d *destination) start(ctx context.Context) error {
 		FilterSubjects: []string{Subject(d.cfg.Name)},
 		MaxDeliver:     d.cfg.MaxAttempts,
 		BackOff:        d.r.opts.BackOff,
-		AckWait:        d.cfg.Timeout + 30*time.Second,
-		Concurrency:    handlers,
+		// A running delivery is kept alive with "in progress" signals, so
+		// AckWait only decides how soon jobs held by a process that died
+		// (or pulled for one that stopped) go to another: keep it short.
+		AckWait: 10 * time.Second,
+		// A delivery in hand at shutdown may finish, rather than being cut
+		// after the destination stored the instance but before the record.
+		DrainTimeout: d.cfg.Timeout,
+		Concurrency:  handlers,
 		// A few jobs beyond those in hand keep the pipe full without
 		// hiding the queue from other processes delivering it.
 		MaxAckPending: 2 * handlers,
