@@ -260,6 +260,7 @@ func TestForwardByRules(t *testing.T) {
 	need(t, "storescu", "storescp", "img2dcm")
 	a := startStorescp(t, "DEST_A", "", "")
 	b := startStorescp(t, "DEST_B", "", "", "+xa")
+	mrArchive := startStorescp(t, "DEST_MR", "", "", "+xa")
 	hook := startWebhook(t, "s3cret")
 
 	cfg := hubtest.Config(t)
@@ -269,11 +270,15 @@ func TestForwardByRules(t *testing.T) {
 			{Name: "ct-archive", AE: "DEST_A", Addr: a.addr()},
 			{Name: "everything", AE: "DEST_B", Addr: b.addr(), Concurrency: 2},
 			{Name: "hook", URL: hook.srv.URL + "/events", Secret: "s3cret"},
+			{Name: "mr-archive", AE: "DEST_MR", Addr: mrArchive.addr()},
 		},
 		Rules: []config.Rule{
 			{Name: "ct", On: []string{events.TypeInstanceStored}, Match: config.RuleMatch{Modality: "^CT$"}, Forward: []string{"ct-archive"}},
 			{Name: "all", On: []string{events.TypeInstanceStored}, Forward: []string{"everything"}},
 			{Name: "stable", On: []string{events.TypeStudyStable}, Forward: []string{"hook"}},
+			// Whole studies with an MR series, once stable: the OT
+			// instance of the same study goes too, the CT study does not.
+			{Name: "mr-studies", On: []string{events.TypeStudyStable}, Match: config.RuleMatch{Modality: "^MR$"}, Forward: []string{"mr-archive"}},
 			{Name: "never", On: []string{events.TypeInstanceStored}, Match: config.RuleMatch{CallingAE: "^NOBODY$"}, Forward: []string{"hook"}},
 		},
 	}
@@ -350,6 +355,20 @@ func TestForwardByRules(t *testing.T) {
 	}
 	if studies[ctStudy] != 3 || studies[mrStudy] != 3 || len(studies) != 2 {
 		t.Errorf("webhook studies %v, want %s:3 and %s:3", studies, ctStudy, mrStudy)
+	}
+
+	wantMR := []string{sopUID(t, mr[0]), sopUID(t, mr[1]), sopUID(t, jpg)}
+	sort.Strings(wantMR)
+	gotMR := mrArchive.waitReceived(t, 3, 20*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	gotMR = mrArchive.received(t)
+	if g := keys(gotMR); strings.Join(g, ",") != strings.Join(wantMR, ",") {
+		t.Errorf("mr-archive received %v, want the MR study %v", g, wantMR)
+	}
+	for uid, files := range gotMR {
+		if len(files) != 1 {
+			t.Errorf("%s received %d times by mr-archive", uid, len(files))
+		}
 	}
 
 	// The admin view agrees: nothing queued, nothing failed.
