@@ -93,7 +93,7 @@ for round in $(seq 1 "$ROUNDS"); do
   # --- direct with the hub's own DICOM SCU (imaginghub dicom store), the
   # code the router sends with: the ceiling of the router's rate
   start_scp "$work/directgo$round"
-  t0=$(now); "$work/imaginghub" dicom store --aec STORESCP "127.0.0.1:$scp_port" "$work/ct" >/dev/null; t1=$(now)
+  t0=$(now); "$work/imaginghub" dicom store --aec STORESCP "127.0.0.1:$scp_port" "$work/ct" >/dev/null 2>&1; t1=$(now)
   wait_files "$work/directgo$round" "$N"
   scu_s=$(python3 -c "print($t1-$t0)")
   kill "$scp_pid"; wait "$scp_pid" 2>/dev/null || true
