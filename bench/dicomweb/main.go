@@ -10,10 +10,13 @@
 //	dicomweb studyuid -seed S
 //	dicomweb createdb -url POSTGRES_URL        (prints the new database's URL)
 //	dicomweb dropdb   -url POSTGRES_URL -name DB
-//	dicomweb qido     -base URL -studies N [-queries 300] -results FILE -section S -system S
-//	dicomweb metadata -base URL -study UID -instances N [-warm 20] -results FILE -section S -system S
-//	dicomweb retrieve -base URL -study UID [-repeat 3] -results FILE -section S -system S
+//	dicomweb qido     -target SYSTEM=URL... -studies N [-queries 300] -results FILE -section S
+//	dicomweb metadata -target SYSTEM=URL... -study UID -instances N [-warm 20] -results FILE -section S
+//	dicomweb retrieve -target SYSTEM=URL... -study UID -instances N [-repeat 5] -results FILE -section S
 //	dicomweb report   -results FILE
+//
+// With several -target flags every request goes to each target in turn, so
+// that all of them meet the same load on the machine.
 package main
 
 import (
@@ -85,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "qido":
 		m.register(fs)
 		studies := fs.Int("studies", 100_000, "size of the synthetic archive behind base (queries are drawn from it and results checked against it)")
-		queries := fs.Int("queries", 300, "requests of each kind")
+		queries := fs.Int("queries", 300, "requests of each kind, to each target")
 		seed := fs.Int64("seed", 1, "seed of the query values (same seed, same queries)")
 		limit := fs.Int("limit", 100, "the limit parameter of every request")
 		if err := fs.Parse(args[1:]); err != nil {
@@ -104,12 +107,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "retrieve":
 		m.register(fs)
 		study := fs.String("study", "", "Study Instance UID")
-		repeat := fs.Int("repeat", 3, "retrievals of the whole study")
+		repeat := fs.Int("repeat", 5, "retrievals of the whole study")
+		instances := fs.Int("instances", 100, "instances the study has (checked)")
 		syntax := fs.String("transfer-syntax", "*", `transfer-syntax of the Accept header: "*" as stored, "" the origin's default, or a UID`)
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return m.retrieve(ctx, *study, *syntax, *repeat, stdout)
+		return m.retrieve(ctx, *study, *syntax, *repeat, *instances, stdout)
 	case "report":
 		results := fs.String("results", "", "JSON lines written by qido, metadata and retrieve")
 		if err := fs.Parse(args[1:]); err != nil {

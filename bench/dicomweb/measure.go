@@ -38,18 +38,34 @@ type record struct {
 	MBps  float64 `json:"mbps,omitempty"`  // retrieve: median of the repeats, 10⁶ bytes/s
 }
 
+// target is one DICOMweb origin under measurement.
+type target struct {
+	system string // its name in the results; "hub…" for ours
+	base   string // DICOMweb base URL, no trailing slash
+}
+
+// hub reports whether t is the hub; its answers must be exact, a peer's
+// are reported.
+func (t target) hub() bool { return isHub(t.system) }
+
 // measureFlags are the flags every timing subcommand shares.
 type measureFlags struct {
-	base, results, section, system string
-	strict                         bool
+	targets          []target
+	results, section string
 }
 
 func (m *measureFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&m.base, "base", "", "DICOMweb base URL, e.g. http://127.0.0.1:8080/dicomweb")
-	fs.StringVar(&m.results, "results", "", "append the measurement to this JSON lines file")
-	fs.StringVar(&m.section, "section", "", "comparison the measurement belongs to")
-	fs.StringVar(&m.system, "system", "", "name of what is measured")
-	fs.BoolVar(&m.strict, "strict", true, "fail when a response does not have the expected number of results")
+	fs.Func("target", `"SYSTEM=BASE-URL", e.g. "hub (SQLite)=http://127.0.0.1:8080/dicomweb"; repeat it to compare origins request by request`,
+		func(v string) error {
+			system, base, ok := strings.Cut(v, "=")
+			if !ok || system == "" || !strings.HasPrefix(base, "http") {
+				return fmt.Errorf("want SYSTEM=http://host:port/root, got %q", v)
+			}
+			m.targets = append(m.targets, target{system, strings.TrimRight(base, "/")})
+			return nil
+		})
+	fs.StringVar(&m.results, "results", "", "append the measurements to this JSON lines file")
+	fs.StringVar(&m.section, "section", "", "comparison the measurements belong to")
 }
 
 // client makes one connection at a time and keeps it, as a viewer does;
@@ -107,15 +123,14 @@ func percentile(lat []time.Duration, p float64) float64 {
 }
 
 func (m *measureFlags) check() error {
-	if m.base == "" || m.results == "" || m.system == "" {
-		return errors.New("-base, -results and -system are required")
+	if len(m.targets) == 0 || m.results == "" {
+		return errors.New("-target and -results are required")
 	}
-	m.base = strings.TrimRight(m.base, "/")
 	return nil
 }
 
-func (m *measureFlags) save(r record) error {
-	r.Section, r.System = m.section, m.system
+func (m *measureFlags) save(t target, r record) error {
+	r.Section, r.System = m.section, t.system
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -173,9 +188,11 @@ func qidoQueries(studies, n int, seed int64) (names, dates []qidoQuery) {
 }
 
 // qido times study-level QIDO-RS searches (PS3.18 §10.6) by PatientName
-// prefix and by StudyDate range. Each response must hold min(limit,
-// matches) studies: a search that answers fast but wrongly is not
-// measured.
+// prefix and by StudyDate range, each query sent to every target in turn
+// so that all of them meet the same load on the machine. The hub's
+// responses must hold exactly min(limit, matches) studies (a search that
+// answers fast but wrongly is not measured); a peer's wrong answers are
+// counted and shown.
 func (m *measureFlags) qido(ctx context.Context, studies, n, limit int, seed int64, stdout io.Writer) error {
 	if err := m.check(); err != nil {
 		return err
@@ -184,64 +201,82 @@ func (m *measureFlags) qido(ctx context.Context, studies, n, limit int, seed int
 		return errors.New("-queries and -studies must be positive")
 	}
 	names, dates := qidoQueries(studies, n, seed)
+	// The warm-up queries are others than those timed: a timed query
+	// never finds its own answer cached.
+	warmNames, warmDates := qidoQueries(studies, 20, seed+1)
 	kinds := []struct {
-		name    string
-		queries []qidoQuery
+		name          string
+		queries, warm []qidoQuery
 	}{
-		{"PatientName prefix", names},
-		{"StudyDate range", dates},
+		{"PatientName prefix", names, warmNames},
+		{"StudyDate range", dates, warmDates},
+	}
+	run := func(t target, q qidoQuery) (time.Duration, int, error) {
+		// '*' is left as it is: RFC 3986 §3.4 allows it in a query,
+		// and Orthanc does not match a percent-encoded one.
+		v := strings.ReplaceAll(url.QueryEscape(q.value), "%2A", "*")
+		return getJSONArray(ctx, fmt.Sprintf("%s/studies?%s=%s&limit=%d", t.base, q.key, v, limit))
+	}
+	type stats struct {
+		lat          []time.Duration
+		total, wrong int
+		firstWrong   string
+		slowest      time.Duration
+		slowestQuery string
 	}
 	for _, k := range kinds {
-		run := func(q qidoQuery) (time.Duration, int, error) {
-			// '*' is left as it is: RFC 3986 §3.4 allows it in a query,
-			// and Orthanc does not match a percent-encoded one.
-			v := strings.ReplaceAll(url.QueryEscape(q.value), "%2A", "*")
-			u := fmt.Sprintf("%s/studies?%s=%s&limit=%d", m.base, q.key, v, limit)
-			return getJSONArray(ctx, u)
-		}
-		// A few requests first, so that connection set-up and first-use
-		// costs are not in the sample, on either origin.
-		for _, q := range k.queries[:min(5, len(k.queries))] {
-			if _, _, err := run(q); err != nil {
-				return err
-			}
-		}
-		lat := make([]time.Duration, 0, len(k.queries))
-		wrong, total := 0, 0
-		var firstWrong string
-		for _, q := range k.queries {
-			d, got, err := run(q)
-			if err != nil {
-				return err
-			}
-			lat = append(lat, d)
-			total += got
-			if want := min(limit, q.matches); got != want {
-				if wrong == 0 {
-					firstWrong = fmt.Sprintf("%s=%s: %d results, want %d", q.key, q.value, got, want)
+		// Warm-up: connection set-up and first-use costs stay out of the
+		// sample, on every origin.
+		for _, q := range k.warm {
+			for _, t := range m.targets {
+				if _, _, err := run(t, q); err != nil {
+					return err
 				}
-				wrong++
 			}
 		}
-		r := record{Kind: "qido", Name: k.name, N: len(lat), P50: percentile(lat, 0.50), P99: percentile(lat, 0.99),
-			Results: float64(total) / float64(len(lat)), Wrong: wrong}
-		fmt.Fprintf(stdout, "  %-32s QIDO-RS %-18s p50 %7.2f ms  p99 %7.2f ms  (%d requests, %.1f results each)\n",
-			m.system, k.name, r.P50, r.P99, r.N, r.Results)
-		if wrong > 0 {
-			fmt.Fprintf(stdout, "  %-32s %d of %d responses had the wrong number of results, e.g. %s\n", m.system, wrong, len(lat), firstWrong)
-			if m.strict {
-				return fmt.Errorf("%s: wrong QIDO-RS results (%s)", m.system, firstWrong)
+		st := make([]stats, len(m.targets))
+		for _, q := range k.queries {
+			for i, t := range m.targets {
+				d, got, err := run(t, q)
+				if err != nil {
+					return err
+				}
+				s := &st[i]
+				s.lat = append(s.lat, d)
+				s.total += got
+				if d > s.slowest {
+					s.slowest, s.slowestQuery = d, q.key+"="+q.value
+				}
+				if want := min(limit, q.matches); got != want {
+					if s.wrong == 0 {
+						s.firstWrong = fmt.Sprintf("%s=%s: %d results, want %d", q.key, q.value, got, want)
+					}
+					s.wrong++
+					if t.hub() {
+						return fmt.Errorf("%s: wrong QIDO-RS results (%s)", t.system, s.firstWrong)
+					}
+				}
 			}
 		}
-		if err := m.save(r); err != nil {
-			return err
+		for i, t := range m.targets {
+			s := st[i]
+			r := record{Kind: "qido", Name: k.name, N: len(s.lat), P50: percentile(s.lat, 0.50), P99: percentile(s.lat, 0.99),
+				Results: float64(s.total) / float64(len(s.lat)), Wrong: s.wrong}
+			fmt.Fprintf(stdout, "  %-32s QIDO-RS %-18s p50 %7.2f ms  p99 %7.2f ms  (%d requests, %.1f results each; slowest %s %.1f ms)\n",
+				t.system, k.name, r.P50, r.P99, r.N, r.Results, s.slowestQuery, float64(s.slowest.Microseconds())/1000)
+			if s.wrong > 0 {
+				fmt.Fprintf(stdout, "  %-32s %d of %d responses had the wrong number of results, e.g. %s\n", t.system, s.wrong, r.N, s.firstWrong)
+			}
+			if err := m.save(t, r); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
 // metadata times WADO-RS study metadata (PS3.18 §10.4.1.1.2): the first
-// request after the study was stored, then warm more.
+// request after the study was stored, then warm more, targets in turn.
 func (m *measureFlags) metadata(ctx context.Context, study string, instances, warm int, stdout io.Writer) error {
 	if err := m.check(); err != nil {
 		return err
@@ -249,33 +284,39 @@ func (m *measureFlags) metadata(ctx context.Context, study string, instances, wa
 	if study == "" || warm <= 0 {
 		return errors.New("-study and -warm > 0 are required")
 	}
-	u := m.base + "/studies/" + study + "/metadata"
-	var lat []time.Duration
-	var cold time.Duration
-	for i := range warm + 1 {
-		d, got, err := getJSONArray(ctx, u)
-		if err != nil {
-			return err
-		}
-		if got != instances {
-			return fmt.Errorf("%s: metadata of %d instances, want %d", m.system, got, instances)
-		}
-		if i == 0 {
-			cold = d
-		} else {
-			lat = append(lat, d)
+	lat := make([][]time.Duration, len(m.targets))
+	cold := make([]time.Duration, len(m.targets))
+	for r := range warm + 1 {
+		for i, t := range m.targets {
+			d, got, err := getJSONArray(ctx, t.base+"/studies/"+study+"/metadata")
+			if err != nil {
+				return err
+			}
+			if got != instances {
+				return fmt.Errorf("%s: metadata of %d instances, want %d", t.system, got, instances)
+			}
+			if r == 0 {
+				cold[i] = d
+			} else {
+				lat[i] = append(lat[i], d)
+			}
 		}
 	}
-	r := record{Kind: "metadata", Name: fmt.Sprintf("%d-instance study", instances), N: len(lat),
-		Cold: float64(cold.Microseconds()) / 1000, P50: percentile(lat, 0.50), P99: percentile(lat, 0.99), Results: float64(instances)}
-	fmt.Fprintf(stdout, "  %-32s WADO-RS metadata, %d instances: first %7.1f ms, then p50 %7.1f ms  p99 %7.1f ms (%d requests)\n",
-		m.system, instances, r.Cold, r.P50, r.P99, r.N)
-	return m.save(r)
+	for i, t := range m.targets {
+		r := record{Kind: "metadata", Name: fmt.Sprintf("%d-instance study", instances), N: len(lat[i]),
+			Cold: float64(cold[i].Microseconds()) / 1000, P50: percentile(lat[i], 0.50), P99: percentile(lat[i], 0.99), Results: float64(instances)}
+		fmt.Fprintf(stdout, "  %-32s WADO-RS metadata, %d instances: first %7.1f ms, then p50 %7.1f ms  p99 %7.1f ms (%d requests)\n",
+			t.system, instances, r.Cold, r.P50, r.P99, r.N)
+		if err := m.save(t, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retrieve times WADO-RS retrieval of a whole study (PS3.18 §10.4.1.1.1)
-// as multipart/related, reading every part to its end.
-func (m *measureFlags) retrieve(ctx context.Context, study, syntax string, repeat int, stdout io.Writer) error {
+// as multipart/related, reading every part to its end; targets in turn.
+func (m *measureFlags) retrieve(ctx context.Context, study, syntax string, repeat, instances int, stdout io.Writer) error {
 	if err := m.check(); err != nil {
 		return err
 	}
@@ -283,47 +324,58 @@ func (m *measureFlags) retrieve(ctx context.Context, study, syntax string, repea
 		return errors.New("-study and -repeat > 0 are required")
 	}
 	accept := `multipart/related; type="application/dicom"`
-	name := "study, origin's default syntax"
+	name := "default syntax"
 	if syntax != "" {
+		// PS3.18 §8.7.3.5.2: "*" asks for the instances as stored.
 		accept += "; transfer-syntax=" + syntax
-		name = "study, transfer-syntax=" + syntax
+		name = "transfer-syntax=" + syntax
 	}
-	u := m.base + "/studies/" + study
-	var rates []float64
-	var bytes int64
-	parts := 0
+	rates := make([][]float64, len(m.targets))
+	sizes := make([]int64, len(m.targets))
 	for range repeat {
-		bytes, parts = 0, 0
-		d, err := get(ctx, u, accept, func(resp *http.Response) error {
-			mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-			if err != nil || mt != "multipart/related" {
-				return fmt.Errorf("Content-Type %q, want multipart/related", resp.Header.Get("Content-Type"))
+		for i, t := range m.targets {
+			var bytes int64
+			parts := 0
+			d, err := get(ctx, t.base+"/studies/"+study, accept, func(resp *http.Response) error {
+				mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+				if err != nil || mt != "multipart/related" {
+					return fmt.Errorf("Content-Type %q, want multipart/related", resp.Header.Get("Content-Type"))
+				}
+				mr := multipart.NewReader(resp.Body, params["boundary"])
+				for {
+					p, err := mr.NextRawPart()
+					if err == io.EOF {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+					n, err := io.Copy(io.Discard, p)
+					if err != nil {
+						return err
+					}
+					bytes += n
+					parts++
+				}
+			})
+			if err != nil {
+				return err
 			}
-			mr := multipart.NewReader(resp.Body, params["boundary"])
-			for {
-				p, err := mr.NextRawPart()
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				n, err := io.Copy(io.Discard, p)
-				if err != nil {
-					return err
-				}
-				bytes += n
-				parts++
+			if parts != instances {
+				return fmt.Errorf("%s: retrieve of %d instances, want %d", t.system, parts, instances)
 			}
-		})
-		if err != nil {
+			sizes[i] = bytes
+			rates[i] = append(rates[i], float64(bytes)/1e6/d.Seconds())
+		}
+	}
+	for i, t := range m.targets {
+		slices.Sort(rates[i])
+		r := record{Kind: "retrieve", Name: name, N: repeat, Results: float64(instances), Bytes: sizes[i], MBps: rates[i][len(rates[i])/2]}
+		fmt.Fprintf(stdout, "  %-32s WADO-RS retrieve, %d instances, %.1f MB, %s: %7.1f MB/s (median of %d)\n",
+			t.system, instances, float64(sizes[i])/1e6, name, r.MBps, repeat)
+		if err := m.save(t, r); err != nil {
 			return err
 		}
-		rates = append(rates, float64(bytes)/1e6/d.Seconds())
 	}
-	slices.Sort(rates)
-	r := record{Kind: "retrieve", Name: name, N: repeat, Results: float64(parts), Bytes: bytes, MBps: rates[len(rates)/2]}
-	fmt.Fprintf(stdout, "  %-32s WADO-RS retrieve, %d instances, %.1f MB: %7.1f MB/s (median of %d)\n",
-		m.system, parts, float64(bytes)/1e6, r.MBps, repeat)
-	return m.save(r)
+	return nil
 }

@@ -50,7 +50,7 @@ func report(path string, stdout io.Writer) error {
 	}
 	for _, s := range sections {
 		fmt.Fprintf(stdout, "\n%s\n", s)
-		fmt.Fprintf(stdout, "  %-34s %-40s %10s %10s %10s  %s\n", "system", "measurement", "first ms", "p50 ms", "p99 ms", "target")
+		fmt.Fprintf(stdout, "  %-30s %-52s %9s %9s %9s  %s\n", "system", "measurement", "first ms", "p50 ms", "p99 ms", "target")
 		for _, r := range recs {
 			if r.Section != s {
 				continue
@@ -58,17 +58,16 @@ func report(path string, stdout io.Writer) error {
 			switch r.Kind {
 			case "qido":
 				target := fmt.Sprintf("p99 < %d ms: %s", qidoP99TargetMs, verdict(r.P99 < qidoP99TargetMs))
-				fmt.Fprintf(stdout, "  %-34s %-40s %10s %10.2f %10.2f  %s\n", r.System, "QIDO-RS "+r.Name, "", r.P50, r.P99, target)
+				fmt.Fprintf(stdout, "  %-30s %-52s %9s %9.2f %9.2f  %s\n", r.System, "QIDO-RS studies by "+r.Name+", limit 100", "", r.P50, r.P99, target)
 			case "metadata":
 				target := ""
 				if r.Results == metadataTargetCount {
 					target = fmt.Sprintf("first and p99 < %d ms: %s", metadataTargetMs, verdict(r.Cold < metadataTargetMs && r.P99 < metadataTargetMs))
 				}
-				fmt.Fprintf(stdout, "  %-34s %-40s %10.1f %10.1f %10.1f  %s\n", r.System, "WADO-RS metadata, "+r.Name, r.Cold, r.P50, r.P99, target)
+				fmt.Fprintf(stdout, "  %-30s %-52s %9.1f %9.1f %9.1f  %s\n", r.System, "WADO-RS metadata of a "+r.Name, r.Cold, r.P50, r.P99, target)
 			case "retrieve":
-				fmt.Fprintf(stdout, "  %-34s %-40s %32s\n", r.System, fmt.Sprintf("WADO-RS retrieve, %.0f instances", r.Results),
+				fmt.Fprintf(stdout, "  %-30s %-52s %29s\n", r.System, fmt.Sprintf("WADO-RS retrieve of %.0f instances, %s", r.Results, r.Name),
 					fmt.Sprintf("%.1f MB at %.0f MB/s", float64(r.Bytes)/1e6, r.MBps))
-				fmt.Fprintf(stdout, "  %-34s   (%s)\n", "", r.Name)
 			}
 		}
 		// Ratios: every peer against the hub measured in the same section.
