@@ -188,14 +188,20 @@ func (w *Workflow) handleProcedure(ctx context.Context, e events.Event, _ events
 				}
 			}
 		}
-		// The MPPS may name a study that arrived before it and was queued.
+		// The MPPS may name a study that arrived before it and was
+		// queued. And COMPLETED says the acquisition is over (IHE RAD-7):
+		// the study's instances are in, so it is reconciled now rather
+		// than only when it turns stable — which also covers a stability
+		// timer lost with a process.
 		if p.StudyInstanceUID != "" {
-			var queued int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM workflow_unmatched WHERE study_instance_uid = ?`,
-				p.StudyInstanceUID).Scan(&queued); err != nil {
-				return fmt.Errorf("workflow: unmatched: %w", err)
+			var queued, known int
+			if err := tx.QueryRowContext(ctx, `SELECT
+ (SELECT count(*) FROM workflow_unmatched WHERE study_instance_uid = ?),
+ (SELECT count(*) FROM studies WHERE study_instance_uid = ?)`,
+				p.StudyInstanceUID, p.StudyInstanceUID).Scan(&queued, &known); err != nil {
+				return fmt.Errorf("workflow: study of the procedure: %w", err)
 			}
-			if queued > 0 {
+			if queued > 0 || known > 0 && e.Type == events.TypeProcedureCompleted {
 				return w.reconcile(ctx, tx, p.StudyInstanceUID, e.ID, now)
 			}
 		}
