@@ -245,11 +245,16 @@ func statusCode(m proto.Message) string {
 
 // Query is a parsed search (FHIR R4 §3.1.1).
 type Query struct {
-	Type   string
+	Type string
+	// conds and args restrict the resource row r itself (_id,
+	// _lastUpdated); params are the conditions on the search index.
 	conds  []string
 	args   []any
+	params []paramCond
 	Count  int
 	Offset int
+	// byID marks a test of one resource (Matches): no planning needed.
+	byID bool
 	// Params are the search parameters as given, for paging links.
 	Params url.Values
 }
@@ -339,8 +344,9 @@ func (q *Query) add(defs map[string]searchParam, name, raw string) error {
 		return fmt.Errorf("%w: %s has no value", ErrBadSearch, name)
 	}
 	q.Params.Add(name, raw)
-	sub := "r.id IN (SELECT s.id FROM fhir_search s WHERE s.resource_type = ? AND s.param = ? AND "
-	args := []any{q.Type, def.index}
+	pc := paramCond{param: def.index}
+	var sub string
+	var args []any
 	switch def.kind {
 	case kindToken, kindReference:
 		vals := strings.Split(raw, ",")
@@ -349,19 +355,19 @@ func (q *Query) add(defs map[string]searchParam, name, raw string) error {
 				vals[i] = normalizeRef(v, def.target)
 			}
 		}
-		sub += "s.value IN (" + placeholders(len(vals)) + "))"
+		sub = "s.value IN (" + placeholders(len(vals)) + ")"
 		for _, v := range vals {
 			args = append(args, v)
 		}
 	case kindString:
 		v := strings.ToLower(raw)
 		if modifier == "exact" {
-			sub += "s.value = ?)"
+			sub = "s.value = ?"
 			args = append(args, v)
 		} else {
 			// Default string matching: case-insensitive, starts with
 			// (R4 §3.1.1.5.3).
-			sub += "s.value >= ? AND s.value < ?)"
+			sub = "s.value >= ? AND s.value < ?"
 			args = append(args, v, v+"\uffff")
 		}
 	case kindDate:
@@ -376,11 +382,25 @@ func (q *Query) add(defs map[string]searchParam, name, raw string) error {
 		if hi != "" {
 			c, args = append(c, "s.value < ?"), append(args, hi)
 		}
-		sub += strings.Join(c, " AND ") + ")"
+		sub = strings.Join(c, " AND ")
 	}
-	q.conds = append(q.conds, sub)
-	q.args = append(q.args, args...)
+	pc.where, pc.args = sub, args
+	q.params = append(q.params, pc)
 	return nil
+}
+
+// paramCond is one search parameter's condition on the index rows,
+// written against the alias s.
+type paramCond struct {
+	param string
+	where string
+	args  []any
+}
+
+// exists is the condition as a correlated subquery on the resource row r.
+func (c paramCond) exists() (string, []any) {
+	return "EXISTS (SELECT 1 FROM fhir_search s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.param = ? AND " + c.where + ")",
+		append([]any{c.param}, c.args...)
 }
 
 // normalizeRef makes a reference search value "Type/id": a bare id gets
@@ -471,12 +491,69 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Stored, bool, error) {
 	return out, more, err
 }
 
+// driveLimit is the number of index rows under which a search starts from
+// its most selective parameter rather than from the newest resources.
+const driveLimit = 1000
+
+// searchQ plans and runs a search. The results come newest first, so a
+// search whose parameters all match many resources walks the
+// last-updated index and tests each resource until the page is full; one
+// with a selective parameter (a patient, an identifier, a day) starts from
+// that parameter's few index rows and sorts them. Which is which is
+// measured, capped at driveLimit rows, rather than guessed: the
+// databases' planners see neither the page size nor the skew of values.
 func searchQ(ctx context.Context, tx catalog.Querier, q Query) ([]Stored, bool, error) {
-	sqlText := "SELECT r.id, r.version_id, r.last_updated, r.content FROM fhir_resources r WHERE r.resource_type = ?"
-	args := append([]any{q.Type}, q.args...)
+	drive := -1
+	if len(q.params) > 0 && !q.byID {
+		best := driveLimit + 1
+		for i, pc := range q.params {
+			var n int
+			err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM fhir_search s WHERE s.resource_type = ? AND s.param = ? AND `+pc.where+` LIMIT `+strconv.Itoa(driveLimit+1)+`) x`,
+				append([]any{q.Type, pc.param}, pc.args...)...).Scan(&n)
+			if err != nil {
+				return nil, false, fmt.Errorf("fhir: search %s: %w", q.Type, err)
+			}
+			if n < best {
+				best, drive = n, i
+			}
+			if n == 0 {
+				return nil, false, nil
+			}
+		}
+		if best > driveLimit {
+			drive = -1
+		}
+	}
+	var sqlText string
+	var args []any
+	const cols = "r.id, r.version_id, r.last_updated, r.content"
+	if drive >= 0 {
+		d := q.params[drive]
+		// CROSS JOIN keeps SQLite from reordering the join; PostgreSQL
+		// treats it as an inner join.
+		sqlText = "SELECT " + cols + " FROM (SELECT DISTINCT s.id FROM fhir_search s WHERE s.resource_type = ? AND s.param = ? AND " + d.where + ") m" +
+			" CROSS JOIN fhir_resources r WHERE r.resource_type = ? AND r.id = m.id"
+		args = append(append([]any{q.Type, d.param}, d.args...), q.Type)
+	} else {
+		from := "fhir_resources r"
+		if tx.Backend() == "sqlite" && !q.byID {
+			from += " INDEXED BY fhir_resources_last_updated"
+		}
+		sqlText = "SELECT " + cols + " FROM " + from + " WHERE r.resource_type = ?"
+		args = []any{q.Type}
+	}
+	for i, pc := range q.params {
+		if i == drive {
+			continue
+		}
+		c, a := pc.exists()
+		sqlText += " AND " + c
+		args = append(args, a...)
+	}
 	for _, c := range q.conds {
 		sqlText += " AND " + c
 	}
+	args = append(args, q.args...)
 	sqlText += " ORDER BY r.last_updated DESC, r.id DESC LIMIT ? OFFSET ?"
 	args = append(args, q.Count+1, q.Offset)
 	rows, err := tx.QueryContext(ctx, sqlText, args...)
@@ -509,7 +586,7 @@ func searchQ(ctx context.Context, tx catalog.Querier, q Query) ([]Stored, bool, 
 func (s *Store) Matches(ctx context.Context, tx catalog.Querier, q Query, id string) (bool, error) {
 	q.conds = append(append([]string(nil), q.conds...), "r.id = ?")
 	q.args = append(append([]any(nil), q.args...), id)
-	q.Count, q.Offset = 1, 0
+	q.Count, q.Offset, q.byID = 1, 0, true
 	res, _, err := searchQ(ctx, tx, q)
 	return len(res) > 0, err
 }

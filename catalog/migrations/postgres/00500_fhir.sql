@@ -10,7 +10,7 @@ CREATE TABLE fhir_resources (
     resource_type text NOT NULL,
     id            text NOT NULL,
     version_id    bigint NOT NULL,
-    last_updated  text NOT NULL,
+    last_updated  text COLLATE "C" NOT NULL,
     -- SHA-256 of the resource without meta, to tell a real change from a
     -- rebuild that produced the same content
     content_hash  text NOT NULL,
@@ -35,11 +35,12 @@ CREATE TABLE fhir_history (
 CREATE TABLE fhir_search (
     resource_type text NOT NULL,
     param         text NOT NULL,
-    value         text NOT NULL,
+    -- byte order, so that ranges and prefixes compare as on SQLite
+    value         text COLLATE "C" NOT NULL,
     id            text NOT NULL,
     PRIMARY KEY (resource_type, param, value, id)
 );
-CREATE INDEX fhir_search_id ON fhir_search (resource_type, id);
+CREATE INDEX fhir_search_id ON fhir_search (resource_type, id, param, value);
 
 CREATE TABLE fhir_pushed (
     target        text NOT NULL,

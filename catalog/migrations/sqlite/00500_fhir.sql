@@ -38,7 +38,7 @@ CREATE TABLE fhir_search (
     id            TEXT NOT NULL,
     PRIMARY KEY (resource_type, param, value, id)
 );
-CREATE INDEX fhir_search_id ON fhir_search (resource_type, id);
+CREATE INDEX fhir_search_id ON fhir_search (resource_type, id, param, value);
 
 CREATE TABLE fhir_pushed (
     target        TEXT NOT NULL,
