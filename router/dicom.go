@@ -246,7 +246,9 @@ func (r *Router) store(ctx context.Context, p *pool, j *Job) error {
 	if class == "" {
 		class = meta.MediaStorageSOPClassUID
 	}
-	if _, err := br.Peek(1); err != nil && err != io.EOF {
+	// Read ahead before taking an association, so that the first part
+	// of the data set is in memory when the association is ours.
+	if _, err := br.Peek(br.Size()); err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
 		return fmt.Errorf("router: read stored instance: %w", err)
 	}
 	select {
