@@ -44,6 +44,12 @@ func chargeFromOrder(o orderRow, d Demographics) Charge {
 // changes nothing. The first time, ih.billing.charge.posted commits with
 // it; the billing consumer turns that into the DFT^P03.
 func (w *Workflow) postCharge(ctx context.Context, tx *catalog.Tx, c Charge, now time.Time) error {
+	_, err := w.postChargeNew(ctx, tx, c, now)
+	return err
+}
+
+// postChargeNew is postCharge returning the charge when this call created it.
+func (w *Workflow) postChargeNew(ctx context.Context, tx *catalog.Tx, c Charge, now time.Time) (*Charge, error) {
 	c.Status, c.PostedAt = ChargePosted, now.UTC()
 	if c.Quantity <= 0 {
 		c.Quantity = 1
@@ -59,16 +65,16 @@ func (w *Workflow) postCharge(ctx context.Context, tx *catalog.Tx, c Charge, now
 		c.FillerOrderNumber, c.Patient.AccessionNumber, c.Patient.PatientID, c.Patient.IssuerOfPatientID, c.Patient.PatientName,
 		c.Patient.PatientBirthDate, c.Patient.PatientSex, c.PatientAccount, c.VisitNumber, c.Status, tx.Time(now)).Scan(&c.ID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil // charged already
+		return nil, nil // charged already
 	}
 	if err != nil {
-		return fmt.Errorf("workflow: post charge: %w", err)
+		return nil, fmt.Errorf("workflow: post charge: %w", err)
 	}
-	e, err := emit(tx, events.TypeChargePosted, c.Key, c, "charge", c.Key)
+	e, err := emit(ctx, tx, events.TypeChargePosted, c.Key, c, "charge", c.Key)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return audit(ctx, tx, c.StudyInstanceUID, "charged", e.ID, c.Key, now)
+	return &c, audit(ctx, tx, c.StudyInstanceUID, "charged", e.ID, c.Key, now)
 }
 
 const chargeColumns = `id, charge_key, order_ref, study_instance_uid, mpps_sop_instance_uid, procedure_code, procedure_text,
@@ -120,7 +126,7 @@ func (w *Workflow) reverseOrderCharges(ctx context.Context, tx *catalog.Tx, orde
 		}
 		t := now.UTC()
 		c.Status, c.ReversedAt = ChargeReversed, &t
-		e, err := emit(tx, events.TypeChargeReversed, c.Key, c, "charge", c.Key)
+		e, err := emit(ctx, tx, events.TypeChargeReversed, c.Key, c, "charge", c.Key)
 		if err != nil {
 			return err
 		}
@@ -140,7 +146,9 @@ func (w *Workflow) handleProcedure(ctx context.Context, e events.Event, _ events
 		return events.Permanent(fmt.Errorf("workflow: procedure data: %v", err))
 	}
 	now := w.opts.Now()
-	err := w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	var posted []Charge
+	err := w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
+		posted = posted[:0]
 		if ok, err := markApplied(ctx, tx, ProcedureConsumer, e.ID, now); err != nil || !ok {
 			return err
 		}
@@ -176,8 +184,12 @@ func (w *Workflow) handleProcedure(ctx context.Context, e events.Event, _ events
 						c.PerformedAt = p.PerformedProcedureStepStartDate + p.PerformedProcedureStepStartTime
 					}
 					c.PerformingStation = p.PerformedStationAETitle
-					if err := w.postCharge(ctx, tx, c, now); err != nil {
+					nc, err := w.postChargeNew(ctx, tx, c, now)
+					if err != nil {
 						return err
+					}
+					if nc != nil {
+						posted = append(posted, *nc)
 					}
 				}
 			}
@@ -210,6 +222,15 @@ func (w *Workflow) handleProcedure(ctx context.Context, e events.Event, _ events
 	if err != nil {
 		return err
 	}
+	// The DFT^P03 goes out now rather than one event later; the billing
+	// consumer enqueues the same message (same MSH-10) again from
+	// ih.billing.charge.posted, which the queue drops, and it alone sends it
+	// if this process dies first.
+	for _, c := range posted {
+		if err := w.sendDFT(ctx, c, false, now); err != nil {
+			w.log.Debug("direct DFT^P03 enqueue failed; the billing consumer sends it", "err", err)
+		}
+	}
 	// The status message is derived from the event alone, so a redelivery
 	// enqueues the same message (same MSH-10), which the queue drops.
 	status := map[string]string{
@@ -235,7 +256,15 @@ func (w *Workflow) handleBilling(ctx context.Context, e events.Event, _ events.D
 	if err := e.DecodeData(&c); err != nil {
 		return events.Permanent(fmt.Errorf("workflow: charge data: %v", err))
 	}
-	msg, err := w.DFT(c, e.Type == events.TypeChargeReversed, e.Time)
+	return w.sendDFT(ctx, c, e.Type == events.TypeChargeReversed, e.Time)
+}
+
+// sendDFT enqueues the DFT^P03 of a charge or its reversal for the PMS.
+func (w *Workflow) sendDFT(ctx context.Context, c Charge, reversal bool, at time.Time) error {
+	if w.opts.PMSAddr == "" {
+		return nil
+	}
+	msg, err := w.DFT(c, reversal, at)
 	if err != nil {
 		return events.Permanent(err)
 	}

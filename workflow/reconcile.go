@@ -208,7 +208,7 @@ func (w *Workflow) queueUnmatched(ctx context.Context, tx *catalog.Tx, s studyRo
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // already queued and announced
 	}
-	e, err := emit(tx, events.TypeStudyUnmatched, s.StudyInstanceUID, Unmatched{
+	e, err := emit(ctx, tx, events.TypeStudyUnmatched, s.StudyInstanceUID, Unmatched{
 		StudyInstanceUID: s.StudyInstanceUID, AccessionNumber: s.AccessionNumber, PatientID: s.PatientID,
 		IssuerOfPatientID: s.IssuerOfPatientID, StudyDate: s.StudyDate, ModalitiesInStudy: s.Modalities, QueuedAt: now.UTC(),
 	}, s.StudyInstanceUID, cause)
@@ -270,7 +270,7 @@ func (w *Workflow) link(ctx context.Context, tx *catalog.Tx, s studyRow, orderID
 	}
 	rec := Reconciled{StudyInstanceUID: s.StudyInstanceUID, OrderID: orderID, MatchedBy: by, Reason: ReasonMatched,
 		PlacerOrderNumber: o.PlacerOrderNumber, FillerOrderNumber: o.FillerOrderNumber, Coercion: d}
-	e, err := emit(tx, events.TypeStudyReconciled, s.StudyInstanceUID, rec, s.StudyInstanceUID, strconv.FormatInt(orderID, 10), cause)
+	e, err := emit(ctx, tx, events.TypeStudyReconciled, s.StudyInstanceUID, rec, s.StudyInstanceUID, strconv.FormatInt(orderID, 10), cause)
 	if err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func (w *Workflow) link(ctx context.Context, tx *catalog.Tx, s studyRow, orderID
 		return fmt.Errorf("workflow: reading task: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
-		re, err := emit(tx, events.TypeReportRequested, s.StudyInstanceUID, ReportRequested{
+		re, err := emit(ctx, tx, events.TypeReportRequested, s.StudyInstanceUID, ReportRequested{
 			StudyInstanceUID: s.StudyInstanceUID, OrderID: orderID, AccessionNumber: o.AccessionNumber, Priority: o.Priority,
 		}, s.StudyInstanceUID)
 		if err != nil {
@@ -313,7 +313,7 @@ func (w *Workflow) handleStable(ctx context.Context, e events.Event, _ events.De
 		return events.Permanent(fmt.Errorf("workflow: study stable data: %v", err))
 	}
 	now := w.opts.Now()
-	return w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	return w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
 		if ok, err := markApplied(ctx, tx, StableConsumer, e.ID, now); err != nil || !ok {
 			return err
 		}
@@ -333,7 +333,7 @@ func (w *Workflow) handleOrder(ctx context.Context, e events.Event, _ events.Del
 		return events.Permanent(fmt.Errorf("workflow: order data: %v", err))
 	}
 	now := w.opts.Now()
-	return w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	return w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
 		if ok, err := markApplied(ctx, tx, OrdersConsumer, e.ID, now); err != nil || !ok {
 			return err
 		}
@@ -366,7 +366,7 @@ func (w *Workflow) Link(ctx context.Context, studyUID string, orderID int64) err
 		return fmt.Errorf("%w: study and order id required", ErrInvalid)
 	}
 	now := w.opts.Now()
-	return w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	return w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
 		s, err := loadStudy(ctx, tx, studyUID)
 		if err != nil {
 			return err
@@ -409,7 +409,7 @@ func (w *Workflow) handlePatient(ctx context.Context, e events.Event, _ events.D
 	}
 	now := w.opts.Now()
 	name := personName(p.Name.Family, p.Name.Given, p.Name.Middle, p.Name.Prefix, p.Name.Suffix)
-	return w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	return w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
 		if ok, err := markApplied(ctx, tx, PatientsConsumer, e.ID, now); err != nil || !ok {
 			return err
 		}
@@ -492,7 +492,7 @@ func (w *Workflow) repatient(ctx context.Context, tx *catalog.Tx, uid string, p 
 		return fmt.Errorf("workflow: read link: %w", err)
 	}
 	rec.MatchedBy = by
-	e, err := emit(tx, events.TypeStudyReconciled, uid, rec, uid, reason, cause)
+	e, err := emit(ctx, tx, events.TypeStudyReconciled, uid, rec, uid, reason, cause)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 
 // storeStudy sends n instances of a study with no MPPS, as a modality
 // without worklist does.
-func storeStudy(t *testing.T, as *dicomnet.Association, s scenario, name string, n int) {
+func storeStudy(t testing.TB, as *dicomnet.Association, s scenario, name string, n int) {
 	t.Helper()
 	for i := 1; i <= n; i++ {
 		var buf bytes.Buffer
@@ -39,7 +39,7 @@ func storeStudy(t *testing.T, as *dicomnet.Association, s scenario, name string,
 	}
 }
 
-func orderID(t *testing.T, c *catalog.Catalog, placer string) int64 {
+func orderID(t testing.TB, c *catalog.Catalog, placer string) int64 {
 	t.Helper()
 	var id int64
 	waitFor(t, "order "+placer, 10*time.Second, func() bool {

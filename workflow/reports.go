@@ -27,7 +27,7 @@ func (w *Workflow) handleReport(ctx context.Context, e events.Event, _ events.De
 		return events.Permanent(fmt.Errorf("workflow: report data: %v", err))
 	}
 	now := w.opts.Now()
-	return w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+	return w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
 		if ok, err := markApplied(ctx, tx, ReportsConsumer, e.ID, now); err != nil || !ok {
 			return err
 		}

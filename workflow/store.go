@@ -60,8 +60,14 @@ func markApplied(ctx context.Context, tx *catalog.Tx, consumer, id string, now t
 	return n == 1, nil
 }
 
+// emitted collects the events a transaction committed to the outbox, so
+// that inTx can publish them as soon as it commits.
+type emitted struct{ events []events.Event }
+
+type emittedKey struct{}
+
 // emit commits an event to the outbox with the transaction.
-func emit(tx *catalog.Tx, typ, subject string, data any, key ...string) (events.Event, error) {
+func emit(ctx context.Context, tx *catalog.Tx, typ, subject string, data any, key ...string) (events.Event, error) {
 	e, err := events.New(Source, typ, subject, data, key...)
 	if err != nil {
 		return events.Event{}, fmt.Errorf("workflow: %s: %w", typ, err)
@@ -71,6 +77,9 @@ func emit(tx *catalog.Tx, typ, subject string, data any, key ...string) (events.
 		return events.Event{}, fmt.Errorf("workflow: %s: %w", typ, err)
 	}
 	tx.AppendOutbox(m)
+	if col, ok := ctx.Value(emittedKey{}).(*emitted); ok {
+		col.events = append(col.events, e)
+	}
 	return e, nil
 }
 
@@ -291,4 +300,27 @@ func Coercion(ctx context.Context, c *catalog.Catalog, studyUID string) (d Demog
 		return d, false, fmt.Errorf("workflow: read coercion: %w", err)
 	}
 	return d, ok, nil
+}
+
+// inTx runs fn in a catalog transaction and, once it committed, publishes
+// the events it emitted at once instead of leaving them to the outbox
+// relay's next pass: the relay publishes them again later with the same
+// Nats-Msg-Id, which JetStream's duplicate window drops, and it still
+// publishes them if this process dies first.
+func (w *Workflow) inTx(ctx context.Context, fn func(ctx context.Context, tx *catalog.Tx) error) error {
+	col := &emitted{}
+	tctx := context.WithValue(ctx, emittedKey{}, col)
+	err := w.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		col.events = col.events[:0] // a retried transaction starts over
+		return fn(tctx, tx)
+	})
+	if err != nil {
+		return err
+	}
+	if len(col.events) > 0 {
+		if err := w.rt.Bus.PublishBatch(ctx, col.events); err != nil {
+			w.log.Debug("direct publish failed; the outbox relay publishes", "err", err)
+		}
+	}
+	return nil
 }
