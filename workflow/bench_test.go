@@ -167,7 +167,7 @@ func BenchmarkStableToReconciled(b *testing.B) {
 		sendHL7(b, p.hl7.Addr(), s.orm())
 		orderID(b, rt.Catalog, s.placer)
 		storeStudy(b, as, s, "WRONG^NAME", 1)
-		return at(events.TypeStudyReconciled+s.studyUID).Sub(at(events.TypeStudyStable+s.studyUID))
+		return at(events.TypeStudyReconciled + s.studyUID).Sub(at(events.TypeStudyStable + s.studyUID))
 	}
 	one(60000)
 	lat := make([]time.Duration, 0, b.N)
