@@ -107,7 +107,9 @@ func (w *Workflow) match(ctx context.Context, tx *catalog.Tx, s studyRow) (int64
 }
 
 // matchHeuristic matches an order of the same patient with a step of one of
-// the study's modalities scheduled within the window of the study date.
+// the study's modalities scheduled within the window of the study date, not
+// yet linked to another study. A study without Issuer of Patient ID (many
+// modalities send none) matches the identifier under any issuer.
 func (w *Workflow) matchHeuristic(ctx context.Context, tx *catalog.Tx, s studyRow) (int64, error) {
 	studyDay, err := time.Parse("20060102", s.StudyDate)
 	if err != nil {
@@ -115,8 +117,8 @@ func (w *Workflow) matchHeuristic(ctx context.Context, tx *catalog.Tx, s studyRo
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT o.id, st.modality, st.scheduled_start FROM orders o
  JOIN order_steps st ON st.order_ref = o.id
- WHERE o.patient_id = ? AND o.issuer_of_patient_id = ? AND o.status NOT IN ('CA', 'DC')
- AND NOT EXISTS (SELECT 1 FROM workflow_links l WHERE l.order_ref = o.id)`, s.PatientID, s.IssuerOfPatientID)
+ WHERE o.patient_id = ? AND (o.issuer_of_patient_id = ? OR ? = '') AND o.status NOT IN ('CA', 'DC')
+ AND NOT EXISTS (SELECT 1 FROM workflow_links l WHERE l.order_ref = o.id)`, s.PatientID, s.IssuerOfPatientID, s.IssuerOfPatientID)
 	if err != nil {
 		return 0, fmt.Errorf("workflow: heuristic match: %w", err)
 	}
@@ -348,6 +350,19 @@ func (w *Workflow) handleOrder(ctx context.Context, e events.Event, _ events.Del
 				o.StudyInstanceUID, o.StudyInstanceUID, o.AccessionNumber, o.AccessionNumber)
 			if err != nil {
 				return fmt.Errorf("workflow: unmatched studies of order: %w", err)
+			}
+		}
+		if w.opts.HeuristicMatching && o.Patient.PatientID != "" {
+			more, err := queryStrings(ctx, tx, `SELECT study_instance_uid FROM workflow_unmatched
+ WHERE patient_id = ? AND (issuer_of_patient_id = ? OR issuer_of_patient_id = '') ORDER BY study_instance_uid`,
+				o.Patient.PatientID, o.Patient.IssuerOfPatientID)
+			if err != nil {
+				return fmt.Errorf("workflow: unmatched studies of patient: %w", err)
+			}
+			for _, u := range more {
+				if !slices.Contains(uids, u) {
+					uids = append(uids, u)
+				}
 			}
 		}
 		for _, uid := range uids {

@@ -198,3 +198,130 @@ func TestPatientChangesAndReversal(t *testing.T) {
 		t.Errorf("DFT^P03 transaction types %v, want one CG and one CD", types)
 	}
 }
+
+// With heuristic matching on, a study whose keys match no order is
+// matched by Patient ID, modality and date; a modality that sends no MPPS
+// (workflow.no_mpps_modalities) is charged when its study is reconciled,
+// once.
+func TestHeuristicMatchAndBillingOnReconcile(t *testing.T) {
+	ris, pms := startPeer(t), startPeer(t)
+	cfg := testConfig(t, ris, pms)
+	cfg.Workflow.HeuristicMatching = true
+	cfg.Workflow.NoMPPSModalities = []string{"CT"}
+	var p *parts
+	rt := hubtest.Start(t, cfg, func(rt *hub.Runtime) {
+		var err error
+		if p, err = addAll(rt); err != nil {
+			t.Fatal(err)
+		}
+	})
+	base := "http://" + rt.Server.HTTPAddr()
+	as := dialDICOM(t, p.in.Addr())
+	defer as.Release(context.Background())
+
+	order := newScenario(41)
+	order.studyUID = ""
+	sendHL7(t, p.hl7.Addr(), bytes.Replace(order.orm(), []byte("\rZDS|^100^Application^DICOM"), nil, 1))
+	orderID(t, rt.Catalog, order.placer)
+	scanned := newScenario(42) // its own Study UID and accession
+	scanned.patientID = order.patientID
+	storeStudy(t, as, scanned, "GUESSED^PATIENT", 1)
+	waitFor(t, "heuristic match", 20*time.Second, func() bool { return findStudy(t, as, scanned.studyUID)["PatientName"] == wantName })
+	if got := findStudy(t, as, scanned.studyUID); got["AccessionNumber"] != order.accession {
+		t.Errorf("accession after heuristic match: %v", got)
+	}
+	var tl []workflow.TimelineEntry
+	httpJSON(t, "GET", base+"/api/studies/"+scanned.studyUID+"/timeline", nil, &tl)
+	found := false
+	for _, e := range tl {
+		if e.Kind == "reconciled" && bytes.Contains([]byte(e.Detail), []byte(workflow.MatchHeuristic)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("timeline does not say heuristic: %+v", tl)
+	}
+	waitFor(t, "charge on reconciliation", 20*time.Second, func() bool { return len(pms.distinct()) == 1 })
+	// More instances make the study stable again: no second charge.
+	scanned.n = 43
+	storeStudy(t, as, scanned, "GUESSED^PATIENT", 1)
+	time.Sleep(time.Second)
+	if n := len(pms.distinct()); n != 1 {
+		t.Errorf("%d DFT^P03 after the study grew, want 1", n)
+	}
+}
+
+// ORU^R01: a preliminary report keeps the study on the reading worklist,
+// a final takes it off, a corrected one supersedes the final; stat orders
+// come first.
+func TestReports(t *testing.T) {
+	var p *parts
+	rt := hubtest.Start(t, testConfig(t, nil, nil), func(rt *hub.Runtime) {
+		var err error
+		if p, err = addAll(rt); err != nil {
+			t.Fatal(err)
+		}
+	})
+	base := "http://" + rt.Server.HTTPAddr()
+	as := dialDICOM(t, p.in.Addr())
+	defer as.Release(context.Background())
+	routine, stat := newScenario(51), newScenario(52)
+	sendHL7(t, p.hl7.Addr(), routine.orm())
+	sendHL7(t, p.hl7.Addr(), bytes.Replace(stat.orm(), []byte("100000^^R|"), []byte("100000^^S|"), 1))
+	orderID(t, rt.Catalog, stat.placer)
+	storeStudy(t, as, routine, "X^Y", 1)
+	time.Sleep(100 * time.Millisecond)
+	storeStudy(t, as, stat, "X^Y", 1)
+	var tasks []workflow.ReadingTask
+	waitFor(t, "two reading tasks", 20*time.Second, func() bool {
+		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
+		return len(tasks) == 2
+	})
+	if tasks[0].StudyInstanceUID != stat.studyUID || tasks[0].Priority != "S" {
+		t.Errorf("stat order not first: %+v", tasks)
+	}
+	steps := []struct {
+		status, want string
+		onList       bool
+	}{
+		{"P", workflow.TaskPreliminary, true},
+		{"F", workflow.TaskFinal, false},
+		{"P", workflow.TaskFinal, false}, // a late preliminary does not reopen
+		{"C", workflow.TaskFinal, false},
+	}
+	for i, st := range steps {
+		sendHL7(t, p.hl7.Addr(), routine.oru(st.status, i))
+		var status string
+		waitFor(t, "report "+st.status, 10*time.Second, func() bool {
+			var n int
+			rt.Catalog.InReadTx(context.Background(), func(tx *catalog.ReadTx) error {
+				tx.QueryRowContext(context.Background(), `SELECT count(*) FROM workflow_audit WHERE study_instance_uid = ? AND kind = 'reported'`,
+					routine.studyUID).Scan(&n)
+				return tx.QueryRowContext(context.Background(), `SELECT status FROM reading_tasks WHERE study_instance_uid = ?`,
+					routine.studyUID).Scan(&status)
+			})
+			return n == i+1
+		})
+		if status != st.want {
+			t.Errorf("after %s: task %s, want %s", st.status, status, st.want)
+		}
+		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
+		on := false
+		for _, tk := range tasks {
+			on = on || tk.StudyInstanceUID == routine.studyUID
+		}
+		if on != st.onList {
+			t.Errorf("after %s: on the reading worklist %v, want %v", st.status, on, st.onList)
+		}
+	}
+	var final, linkStatus string
+	var finalID int64
+	rt.Catalog.InReadTx(context.Background(), func(tx *catalog.ReadTx) error {
+		tx.QueryRowContext(context.Background(), `SELECT final_report FROM reading_tasks WHERE study_instance_uid = ?`, routine.studyUID).Scan(&finalID)
+		tx.QueryRowContext(context.Background(), `SELECT result_status FROM reports WHERE id = ?`, finalID).Scan(&final)
+		return tx.QueryRowContext(context.Background(), `SELECT status FROM workflow_links WHERE study_instance_uid = ?`, routine.studyUID).Scan(&linkStatus)
+	})
+	if final != "C" || linkStatus != "report-available" {
+		t.Errorf("final report is a %q, order %q; want the corrected one, report-available", final, linkStatus)
+	}
+}
