@@ -317,6 +317,9 @@ func (w *Workflow) inTx(ctx context.Context, fn func(ctx context.Context, tx *ca
 	if err != nil {
 		return err
 	}
+	for _, e := range col.events {
+		w.emitted.WithLabelValues(e.Type).Inc()
+	}
 	if len(col.events) > 0 {
 		if err := w.rt.Bus.PublishBatch(ctx, col.events); err != nil {
 			w.log.Debug("direct publish failed; the outbox relay publishes", "err", err)

@@ -42,6 +42,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/hl7out"
@@ -128,6 +130,10 @@ type Workflow struct {
 	opts Options
 	log  *slog.Logger
 
+	// emitted counts the events committed, by type: reconciliations,
+	// unmatched studies, charges and reversals, reading requests.
+	emitted *prometheus.CounterVec
+
 	mu   sync.Mutex
 	cons []*events.Consumer
 }
@@ -163,7 +169,15 @@ func New(rt *hub.Runtime, opts Options) (*Workflow, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	w := &Workflow{rt: rt, opts: opts, log: rt.Log.With("component", "workflow")}
+	w := &Workflow{rt: rt, opts: opts, log: rt.Log.With("component", "workflow"),
+		emitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "imaginghub", Subsystem: "workflow", Name: "events_emitted_total",
+			Help: "Workflow events committed, by type (reconciled, unmatched, charge posted and reversed, report requested).",
+		}, []string{"type"}),
+	}
+	if err := rt.Registerer().Register(w.emitted); err != nil {
+		return nil, fmt.Errorf("workflow: metrics: %w", err)
+	}
 	w.routes()
 	return w, nil
 }

@@ -151,6 +151,15 @@ func TestWholeDay(t *testing.T) {
 			t.Errorf("timeline lacks %s: %+v", k, tl)
 		}
 	}
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !bytes.Contains(metrics, []byte(`imaginghub_workflow_events_emitted_total{type="ih.billing.charge.posted"} 1`)) {
+		t.Error("metrics do not count the one charge")
+	}
 	if code := httpJSON(t, "GET", base+"/api/studies/1.2.3.404/timeline", nil, nil); code != http.StatusNotFound {
 		t.Errorf("timeline of an unknown study: %d", code)
 	}
