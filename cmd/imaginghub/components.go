@@ -13,6 +13,7 @@ import (
 	"github.com/imaginghub/imaginghub/ingest"
 	"github.com/imaginghub/imaginghub/qr"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
+	"github.com/imaginghub/imaginghub/router"
 	"github.com/imaginghub/imaginghub/workflow"
 	"github.com/imaginghub/imaginghub/worklist"
 )
@@ -25,6 +26,7 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 	// same process.
 	"ingest": func(rt *hub.Runtime) (hub.Component, error) { return ingest.New(rt) },
 	"qr":     func(rt *hub.Runtime) (hub.Component, error) { return qr.New(rt, rt.DICOM, qr.Options{}) },
+	"router": func(rt *hub.Runtime) (hub.Component, error) { return router.New(rt, router.Options{}) },
 	"worklist": func(rt *hub.Runtime) (hub.Component, error) {
 		return worklist.New(rt, rt.DICOM, worklist.Options{
 			IncludeFinalSteps: rt.Config.Worklist.IncludeFinalSteps,
@@ -61,7 +63,7 @@ var components = map[string]func(rt *hub.Runtime) (hub.Component, error){
 }
 
 // allComponents is the start order for serve.
-var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out", "workflow", "fhir"}
+var allComponents = []string{"ingest", "qr", "worklist", "dicomweb", "hl7", "his-bridge", "ris-bridge", "hl7out", "router", "workflow", "fhir"}
 
 func componentNames() string {
 	names := make([]string, 0, len(components))

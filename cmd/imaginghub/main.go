@@ -25,6 +25,7 @@ Usage:
   imaginghub [--config FILE] <component>        run one component (scale-out): %s
   imaginghub [--config FILE] config print       print the effective configuration (secrets redacted)
   imaginghub config keys                        list every configuration key and its environment variable
+  imaginghub [--config FILE] router destinations|failed NAME|retry NAME SEQ|discard NAME SEQ|pause NAME|resume NAME
   imaginghub [--config FILE] events dlq list [--consumer NAME]
   imaginghub [--config FILE] events dlq replay|discard SEQ
   imaginghub dicom echo [--aet AE] [--aec AE] HOST:PORT
@@ -87,23 +88,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return eventsCmd(ctx, cfg, args[1:], stdout)
 	case "dicom":
 		return dicomCmd(ctx, args[1:], stdout, stderr)
+	case "router":
+		// "imaginghub router" runs the component; with arguments it is
+		// the operator's client of the router's admin API.
+		if len(args) == 1 {
+			break
+		}
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return routerCmd(ctx, cfg, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "imaginghub", version)
 		return nil
 	case "help", "-h", "--help":
 		global.Usage()
 		return nil
-	default:
-		if _, ok := components[cmd]; ok {
-			cfg, err := load()
-			if err != nil {
-				return err
-			}
-			return serve(ctx, cfg, []string{cmd}, stderr)
-		}
-		global.Usage()
-		return fmt.Errorf("unknown command %q", cmd)
 	}
+	if _, ok := components[args[0]]; ok {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, []string{args[0]}, stderr)
+	}
+	global.Usage()
+	return fmt.Errorf("unknown command %q", args[0])
 }
 
 // newLogger returns the JSON (or text) logger at the configured level.
