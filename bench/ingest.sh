@@ -12,6 +12,10 @@
 # here and LD_PRELOADed into storescu, storescp and Orthanc, sets
 # TCP_NODELAY on their sockets; the hub sets it itself.
 #
+# The hub runs as "imaginghub ingest" (the DICOM listener, catalog, outbox
+# relay: what a scale-out DICOM node runs); HUB_COMMAND=serve measures it
+# with every other component consuming the events beside it.
+#
 # Usage: bash bench/ingest.sh [N_INSTANCES]   (needs dcmtk; gcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +50,7 @@ start_hub() {
   hub_http=$(free_port); hub_dicom=$(free_port)
   IMAGINGHUB_DATA_DIR="$dir" IMAGINGHUB_HTTP_ADDR=127.0.0.1:$hub_http IMAGINGHUB_DICOM_ADDR=127.0.0.1:$hub_dicom \
     IMAGINGHUB_HL7_ADDR=127.0.0.1:$(free_port) IMAGINGHUB_NATS_LISTEN= IMAGINGHUB_LOG_LEVEL=warn \
-    "$work/imaginghub" serve 2>>"$work/hub.log" &
+    "$work/imaginghub" ${HUB_COMMAND:-ingest} 2>>"$work/hub.log" &
   hub_pid=$!; pids+=($hub_pid)
   for _ in $(seq 1 200); do curl -sf "127.0.0.1:$hub_http/readyz" >/dev/null && return 0; sleep 0.05; done
   echo "hub did not become ready"; cat "$work/hub.log"; exit 1
