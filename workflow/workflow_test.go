@@ -157,6 +157,7 @@ func TestWholeDay(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+
 	if !bytes.Contains(metrics, []byte(`imaginghub_workflow_events_emitted_total{type="ih.billing.charge.posted"} 1`)) {
 		t.Error("metrics do not count the one charge")
 	}
