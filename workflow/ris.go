@@ -39,7 +39,7 @@ func (w *Workflow) sendStatus(ctx context.Context, orderID int64, status, ctrl s
 	if err != nil {
 		return err
 	}
-	msg, err := w.StatusMessage(o.ID, o, status, ctrl, at)
+	msg, err := w.statusMessage(o, status, ctrl, at)
 	if err != nil {
 		return events.Permanent(err)
 	}
@@ -49,12 +49,12 @@ func (w *Workflow) sendStatus(ctx context.Context, orderID int64, status, ctrl s
 	return nil
 }
 
-// StatusMessage builds the order status message of workflow.ris_status_format:
+// statusMessage builds the order status message of workflow.ris_status_format:
 // ORM^O01 (v2.3.1) or OMI^O23 (v2.5.1) with ORC-1 SC "status changed"
 // (HL7 table 0119) and ORC-5 the new status (table 0038), the placer and
 // filler order numbers in ORC-2/ORC-3 and the imaging keys where IHE RAD
 // TF-2 puts them (OBR-18/19/20 and ZDS-1 in ORM; IPC-1..5 in OMI).
-func (w *Workflow) StatusMessage(id int64, o orderRow, status, ctrl string, at time.Time) ([]byte, error) {
+func (w *Workflow) statusMessage(o orderRow, status, ctrl string, at time.Time) ([]byte, error) {
 	if at.IsZero() {
 		at = w.opts.Now()
 	}
