@@ -342,6 +342,9 @@ func (w *Workflow) handleOrder(ctx context.Context, e events.Event, _ events.Del
 		if e.Type == events.TypeOrderCancelled || slices.Contains(orderStatusCancelled, o.Status) {
 			return w.reverseOrderCharges(ctx, tx, o.ID, e.ID, now)
 		}
+		if err := w.refreshLinked(ctx, tx, o.ID, e.ID, now); err != nil {
+			return err
+		}
 		var uids []string
 		var err error
 		if o.StudyInstanceUID != "" || o.AccessionNumber != "" {
@@ -512,4 +515,69 @@ func (w *Workflow) repatient(ctx context.Context, tx *catalog.Tx, uid string, p 
 		return err
 	}
 	return audit(ctx, tx, uid, reason, e.ID, "", now)
+}
+
+// refreshLinked carries a changed order (IHE RAD-13 Procedure Update: the
+// patient or the accession corrected by the RIS) into the studies linked
+// to it.
+func (w *Workflow) refreshLinked(ctx context.Context, tx *catalog.Tx, orderID int64, cause string, now time.Time) error {
+	uids, err := queryStrings(ctx, tx, `SELECT study_instance_uid FROM workflow_links WHERE order_ref = ? ORDER BY study_instance_uid`, orderID)
+	if err != nil || len(uids) == 0 {
+		return err
+	}
+	o, err := loadOrder(ctx, tx, orderID)
+	if err != nil {
+		return err
+	}
+	d, err := demographicsOf(ctx, tx, o)
+	if err != nil {
+		return err
+	}
+	for _, uid := range uids {
+		cur, _, err := w.coercionInTx(ctx, tx, uid)
+		if err != nil {
+			return err
+		}
+		want := d
+		var merged int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM workflow_audit WHERE study_instance_uid = ? AND kind = ?`,
+			uid, ReasonPatientMerged).Scan(&merged); err != nil {
+			return fmt.Errorf("workflow: read audit: %w", err)
+		}
+		if merged > 0 {
+			// The HIS merged the patient after the order was placed: the
+			// surviving identity stands, the order still names the retired
+			// one. Only the order's own attribute follows.
+			want = cur
+			want.AccessionNumber = d.AccessionNumber
+		}
+		if cur == want {
+			continue
+		}
+		d := want
+		s, err := loadStudy(ctx, tx, uid)
+		if err != nil {
+			return err
+		}
+		if err := putCoercion(ctx, tx, uid, d, now); err != nil {
+			return err
+		}
+		if err := applyCatalog(ctx, tx, s, d, now); err != nil {
+			return err
+		}
+		var by string
+		if err := tx.QueryRowContext(ctx, `SELECT matched_by FROM workflow_links WHERE study_instance_uid = ?`, uid).Scan(&by); err != nil {
+			return fmt.Errorf("workflow: read link: %w", err)
+		}
+		e, err := emit(ctx, tx, events.TypeStudyReconciled, uid, Reconciled{StudyInstanceUID: uid, OrderID: orderID, MatchedBy: by,
+			Reason: ReasonOrderUpdated, PlacerOrderNumber: o.PlacerOrderNumber, FillerOrderNumber: o.FillerOrderNumber, Coercion: d},
+			uid, ReasonOrderUpdated, cause)
+		if err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, uid, ReasonOrderUpdated, e.ID, "", now); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -183,6 +183,17 @@ func TestPatientChangesAndReversal(t *testing.T) {
 		t.Errorf("metadata after merge: %v", meta[0]["00100020"])
 	}
 
+	// The RIS corrects the accession (ORC-1 XO): the study follows, the
+	// merged identity stays.
+	xo := bytes.Replace(s.orm(), []byte("|ORM^O01|ORM-31|"), []byte("|ORM^O01|XO-31|"), 1)
+	xo = bytes.Replace(xo, []byte("ORC|NW|"), []byte("ORC|XO|"), 1)
+	xo = bytes.Replace(xo, []byte("|"+s.accession+"|"), []byte("|ACC-31-FIXED|"), 1)
+	sendHL7(t, p.hl7.Addr(), xo)
+	waitFor(t, "XO in C-FIND", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["AccessionNumber"] == "ACC-31-FIXED" })
+	if got := findStudy(t, as, s.studyUID); got["PatientID"] != "SURVIVOR-31" {
+		t.Errorf("order update undid the merge: %v", got)
+	}
+
 	// Cancelled after charging: one credit, however often it is said.
 	for i := range 2 {
 		sendHL7(t, p.hl7.Addr(), seg(fmt.Sprintf(`MSH|^~\&|RIS|GENHOSP|IMAGINGHUB|RADIOLOGY|%s120000||ORM^O01|CA-31-%d|P|2.3.1`, s.today, i),

@@ -19,6 +19,7 @@ const (
 	ReasonMatched        = "matched"         // first link to its order
 	ReasonPatientUpdated = "patient-updated" // ADT A08/A31 changed the values
 	ReasonPatientMerged  = "patient-merged"  // ADT A40 moved it to the surviving patient
+	ReasonOrderUpdated   = "order-updated"   // the RIS changed the order's patient or accession (RAD-13)
 )
 
 // Reconciled is the data of ih.study.reconciled.
