@@ -2,6 +2,7 @@ package fhir_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/fhir"
@@ -124,6 +127,18 @@ func BenchmarkSearch100k(b *testing.B) {
 	if err := fhir.BulkLoadStudies(context.Background(), rt.Catalog, studies, patients); err != nil {
 		b.Fatal(err)
 	}
+	if cfg.Database.URL != "" {
+		// What autovacuum does to a table in service: statistics, and the
+		// visibility map that lets index-only scans skip the heap.
+		db, err := sql.Open("pgx", cfg.Database.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Exec("VACUUM ANALYZE fhir_resources, fhir_search"); err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
+	}
 	b.Logf("%d studies loaded in %v (%s)", studies, time.Since(t0).Round(time.Millisecond), rt.Catalog.Backend())
 	base := "http://" + rt.Server.HTTPAddr() + "/fhir/ImagingStudy?"
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -147,7 +162,7 @@ func BenchmarkSearch100k(b *testing.B) {
 	for _, name := range names {
 		b.Run(strings.ReplaceAll(name, " ", "_"), func(b *testing.B) {
 			var lat []time.Duration
-			for range b.N {
+			for i := range b.N + 20 {
 				u := base + queries[name]()
 				start := time.Now()
 				rsp, err := client.Get(u)
@@ -159,7 +174,9 @@ func BenchmarkSearch100k(b *testing.B) {
 				if rsp.StatusCode != 200 {
 					b.Fatalf("%s: %s", u, rsp.Status)
 				}
-				lat = append(lat, time.Since(start))
+				if i >= 20 { // the first queries warm the page cache
+					lat = append(lat, time.Since(start))
+				}
 			}
 			reportPercentiles(b, lat)
 		})

@@ -397,10 +397,19 @@ type paramCond struct {
 	args  []any
 }
 
-// exists is the condition as a correlated subquery on the resource row r.
-func (c paramCond) exists() (string, []any) {
-	return "EXISTS (SELECT 1 FROM fhir_search s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.param = ? AND " + c.where + ")",
-		append([]any{c.param}, c.args...)
+// exists is the condition as a correlated subquery on the resource row r,
+// probed through the (resource_type, id, param, value) index for each row
+// the search walks. PostgreSQL would turn an EXISTS into a semi-join that
+// first collects every matching index row (all "available" studies, say);
+// a scalar subquery it runs per row, which is what a page of newest
+// results needs.
+func (c paramCond) exists(backend string) (string, []any) {
+	sub := "SELECT 1 FROM fhir_search s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.param = ? AND " + c.where
+	args := append([]any{c.param}, c.args...)
+	if backend == "postgres" {
+		return "(" + sub + " LIMIT 1) IS NOT NULL", args
+	}
+	return "EXISTS (" + sub + ")", args
 }
 
 // normalizeRef makes a reference search value "Type/id": a bare id gets
@@ -546,7 +555,7 @@ func searchQ(ctx context.Context, tx catalog.Querier, q Query) ([]Stored, bool, 
 		if i == drive {
 			continue
 		}
-		c, a := pc.exists()
+		c, a := pc.exists(tx.Backend())
 		sqlText += " AND " + c
 		args = append(args, a...)
 	}
