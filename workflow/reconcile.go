@@ -308,6 +308,40 @@ func (w *Workflow) link(ctx context.Context, tx *catalog.Tx, s studyRow, orderID
 	return nil
 }
 
+// handleReceived records the first instance of a study in its audit
+// trail. Later instances only read: the write transaction is taken once
+// per study, not once per instance.
+func (w *Workflow) handleReceived(ctx context.Context, e events.Event, _ events.Delivery) error {
+	var in ingest.InstanceStored
+	if err := e.DecodeData(&in); err != nil || in.StudyInstanceUID == "" {
+		return events.Permanent(fmt.Errorf("workflow: instance stored data: %v", err))
+	}
+	var n int
+	err := w.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+		return tx.QueryRowContext(ctx, `SELECT count(*) FROM workflow_audit WHERE study_instance_uid = ? AND kind = 'received'`,
+			in.StudyInstanceUID).Scan(&n)
+	})
+	if err != nil || n > 0 {
+		return err
+	}
+	// The entry bears the time the instance was stored, not when this
+	// consumer got to it, so the timeline keeps the order of the facts.
+	at := e.Time
+	if at.IsZero() {
+		at = w.opts.Now()
+	}
+	return w.inTx(ctx, func(ctx context.Context, tx *catalog.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO workflow_audit (study_instance_uid, kind, event_id, detail, recorded_at)
+ SELECT ?, 'received', ?, ?, ? WHERE NOT EXISTS
+ (SELECT 1 FROM workflow_audit WHERE study_instance_uid = ? AND kind = 'received')`,
+			in.StudyInstanceUID, e.ID, "first instance from "+in.CallingAE, tx.Time(at), in.StudyInstanceUID)
+		if err != nil {
+			return fmt.Errorf("workflow: audit: %w", err)
+		}
+		return nil
+	})
+}
+
 // handleStable reconciles a study that stopped receiving instances.
 func (w *Workflow) handleStable(ctx context.Context, e events.Event, _ events.Delivery) error {
 	var st ingest.StudyStable

@@ -158,18 +158,12 @@ func (w *Workflow) getReadingWorklist(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, t)
 }
 
-// Timeline returns the audit trail of a study in the order recorded.
+// Timeline returns the audit trail of a study in time order.
 func (w *Workflow) Timeline(ctx context.Context, studyUID string) ([]TimelineEntry, error) {
 	out := []TimelineEntry{}
 	err := w.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
-		// received: when the catalog first filed the study.
-		var created scanTime
-		err := tx.QueryRowContext(ctx, `SELECT created_at FROM studies WHERE study_instance_uid = ?`, studyUID).Scan(&created)
-		if err == nil {
-			out = append(out, TimelineEntry{Kind: "received", At: created.t})
-		}
 		rows, err := tx.QueryContext(ctx, `SELECT kind, event_id, detail, recorded_at FROM workflow_audit
- WHERE study_instance_uid = ? ORDER BY id`, studyUID)
+ WHERE study_instance_uid = ? ORDER BY recorded_at, id`, studyUID)
 		if err != nil {
 			return err
 		}

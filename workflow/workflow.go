@@ -4,6 +4,8 @@
 //
 // Durable consumers of the event stream, one filter subject each:
 //
+//   - workflow-received (ih.dicom.instance.stored) starts a study's audit
+//     trail with its first instance;
 //   - workflow-stable (ih.dicom.study.stable) matches a study to its order
 //     — by the Study Instance UID the worklist gave, then Accession Number,
 //     then the MPPS that named the study, then (only when enabled) Patient ID
@@ -56,6 +58,7 @@ const Source = "imaginghub/workflow"
 // Durable consumer names. The shared NATS takes one filter subject per
 // consumer (servers before 2.10), hence one consumer per domain.
 const (
+	ReceivedConsumer   = "workflow-received"
 	StableConsumer     = "workflow-stable"
 	OrdersConsumer     = "workflow-orders"
 	ProcedureConsumer  = "workflow-procedures"
@@ -191,6 +194,7 @@ func (w *Workflow) Start(ctx context.Context) error {
 		name, filter string
 		h            events.Handler
 	}{
+		{ReceivedConsumer, events.TypeInstanceStored, w.handleReceived},
 		{StableConsumer, events.TypeStudyStable, w.handleStable},
 		{OrdersConsumer, "ih.order.>", w.handleOrder},
 		{ProcedureConsumer, "ih.procedure.>", w.handleProcedure},

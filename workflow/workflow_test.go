@@ -142,7 +142,7 @@ func TestWholeDay(t *testing.T) {
 	kinds := map[string]bool{}
 	for _, e := range tl {
 		kinds[e.Kind] = true
-		if e.Kind != "received" && e.EventID == "" {
+		if e.EventID == "" {
 			t.Errorf("timeline entry %s without event id", e.Kind)
 		}
 	}
