@@ -158,6 +158,9 @@ func (w *Workflow) matchHeuristic(ctx context.Context, tx *catalog.Tx, s studyRo
 // reconcile matches a study in tx and links it, or queues it as unmatched.
 // cause is the id of the event (or request) that led here.
 func (w *Workflow) reconcile(ctx context.Context, tx *catalog.Tx, uid, cause string, now time.Time) error {
+	if err := lockStudy(ctx, tx, uid); err != nil {
+		return err
+	}
 	s, err := loadStudy(ctx, tx, uid)
 	if err != nil {
 		return err
@@ -184,6 +187,21 @@ func (w *Workflow) reconcile(ctx context.Context, tx *catalog.Tx, uid, cause str
 		return w.queueUnmatched(ctx, tx, s, cause, now)
 	}
 	return w.link(ctx, tx, s, orderID, by, cause, now)
+}
+
+// lockStudy serializes the transactions that reconcile one study (the
+// stable and procedure consumers may both get to it): PostgreSQL takes the
+// study's row lock; SQLite runs one write transaction at a time anyway.
+func lockStudy(ctx context.Context, tx *catalog.Tx, uid string) error {
+	if tx.Backend() != "postgres" {
+		return nil
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM studies WHERE study_instance_uid = ? FOR UPDATE`, uid).Scan(&id)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("workflow: lock study: %w", err)
+	}
+	return nil
 }
 
 func (w *Workflow) coercionInTx(ctx context.Context, q catalog.Querier, uid string) (d Demographics, ok bool, err error) {

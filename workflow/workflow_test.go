@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -202,6 +204,26 @@ func checkRetrieval(t *testing.T, base, dicomAddr string, s scenario) {
 	res.Body.Close()
 	if h := parsePart10(t, body); h.PatientName != wantName || h.PatientID != s.patientID || h.IssuerOfPatientID != s.issuer {
 		t.Errorf("WADO-URI: %q %q %q", h.PatientName, h.PatientID, h.IssuerOfPatientID)
+	}
+	// WADO-RS: the instance as multipart/related application/dicom.
+	req, _ := http.NewRequest("GET", base+"/dicomweb/studies/"+s.studyUID+"/series/"+series+"/instances/"+sop, nil)
+	req.Header.Set("Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(res.Header.Get("Content-Type"))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("WADO-RS: %d %q %v", res.StatusCode, res.Header.Get("Content-Type"), err)
+	}
+	part, err := multipart.NewReader(res.Body, params["boundary"]).NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(part)
+	res.Body.Close()
+	if h := parsePart10(t, body); h.PatientName != wantName || h.AccessionNumber != s.accession {
+		t.Errorf("WADO-RS instance: %q %q", h.PatientName, h.AccessionNumber)
 	}
 	if _, err := exec.LookPath("getscu"); err != nil {
 		t.Log("getscu not installed (Debian package dcmtk): C-GET check skipped")
