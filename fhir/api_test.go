@@ -184,6 +184,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/Subscription", subscriptionJSON("", "ImagingStudy?nonsense=1", "http://127.0.0.1:1/hook", "", nil), "", 422, "processing"},
 		{"POST", "/Subscription", subscriptionJSON("", "ImagingStudy?status=available", "ftp://127.0.0.1/hook", "", nil), "", 422, "processing"},
 		{"POST", "/Subscription", subscriptionJSON("", "ImagingStudy?status=available", "http://127.0.0.1:1/hook", "text/plain", nil), "", 422, "processing"},
+		{"POST", "/Subscription", subscriptionJSON("", "http://example.test/SubscriptionTopic/other", "http://127.0.0.1:1/hook", "application/fhir+json", nil), "", 422, "processing"},
 		{"PUT", "/Subscription/abc", subscriptionJSON("xyz", "ImagingStudy?status=available", "http://127.0.0.1:1/hook", "", nil), "", 400, "invalid"},
 		{"DELETE", "/Subscription/none", "", "", 404, "not-found"},
 		{"DELETE", "/ImagingStudy/1.2.3", "", "", 405, "not-supported"},

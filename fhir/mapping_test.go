@@ -13,6 +13,7 @@ import (
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	ispb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/imaging_study_go_proto"
+	subpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/subscription_go_proto"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
@@ -85,7 +86,12 @@ func goldenCases() map[string]proto.Message {
 			Subject: "Patient/" + pid, BasedOn: "ServiceRequest/order-7", ImagingStudy: "ImagingStudy/1.2.826.0.1.3680043.10.543.1",
 			Issued: time.Date(2026, 1, 5, 10, 5, 0, 0, time.UTC),
 		}),
-		"endpoint": Endpoint("https://hub.example.test/dicomweb"),
+		"endpoint":            Endpoint("https://hub.example.test/dicomweb"),
+		"capabilitystatement": CapabilityStatement("https://hub.example.test/fhir"),
+		"operationoutcome":    OperationOutcome(cpb.IssueSeverityCode_ERROR, cpb.IssueTypeCode_NOT_FOUND, "resource not found"),
+		"notification_topic": TopicNotification("https://hub.example.test/fhir",
+			&subpb.Subscription{Id: fid("sub1"), Status: &subpb.Subscription_StatusCode{Value: cpb.SubscriptionStatusCode_ACTIVE}},
+			TopicImagingStudy, "ImagingStudy", testStudy.Study.StudyInstanceUID, 3, time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC), payloadIDOnly, nil),
 	}
 }
 

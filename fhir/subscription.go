@@ -76,7 +76,10 @@ func checkSubscription(s *subpb.Subscription) error {
 			return fmt.Errorf("%w: channel.header %q is not \"Name: value\"", errUnprocessable, h.GetValue())
 		}
 	}
-	_, err = ParseCriteria(s.GetCriteria().GetValue())
+	_, topic, err := subscriptionCriteria(s)
+	if err == nil && topic != "" {
+		err = checkPayloadContent(s)
+	}
 	return err
 }
 
@@ -185,7 +188,7 @@ func (f *FHIR) queueNotifications(ctx context.Context, st Stored) error {
 			if err != nil {
 				continue
 			}
-			crit, err := ParseCriteria(cr.GetSubscription().GetCriteria().GetValue())
+			crit, _, err := subscriptionCriteria(cr.GetSubscription())
 			if err != nil || crit.Type != st.Type {
 				continue
 			}
@@ -236,6 +239,16 @@ func (f *FHIR) notify(ctx context.Context, d events.Delivery) error {
 	if sub.GetStatus().GetValue() == cpb.SubscriptionStatusCode_OFF {
 		return nil
 	}
+	if _, topic, err := subscriptionCriteria(sub); err == nil && topic != "" {
+		serr := f.notifyTopic(ctx, sub, topic, job)
+		if serr != nil {
+			f.log.WarnContext(ctx, "FHIR notification failed", "subscription", job.Subscription, "delivery", d.NumDelivered, "err", serr)
+		}
+		if err := f.setSubscriptionState(ctx, sub, serr); err != nil {
+			return err
+		}
+		return serr
+	}
 	ch := sub.GetChannel()
 	method, target := http.MethodPost, ch.GetEndpoint().GetValue()
 	var body []byte
@@ -258,6 +271,10 @@ func (f *FHIR) notify(ctx context.Context, d events.Delivery) error {
 }
 
 func (f *FHIR) deliver(ctx context.Context, method, target string, body []byte, headers []*dpb.String) error {
+	return f.deliverType(ctx, method, target, body, ContentType, headers)
+}
+
+func (f *FHIR) deliverType(ctx context.Context, method, target string, body []byte, contentType string, headers []*dpb.String) error {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.PushTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
@@ -265,7 +282,10 @@ func (f *FHIR) deliver(ctx context.Context, method, target string, body []byte, 
 		return events.Permanent(err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", ContentType)
+		if contentType == "" {
+			contentType = ContentType
+		}
+		req.Header.Set("Content-Type", contentType)
 	}
 	for _, h := range headers {
 		name, value, _ := strings.Cut(h.GetValue(), ":")

@@ -1,6 +1,7 @@
 package fhir_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -103,5 +104,69 @@ func TestSubscriptionsRestHook(t *testing.T) {
 	}
 	if code, _ := get(t, th.base+"/Subscription/"+subB, nil); code != http.StatusGone {
 		t.Errorf("deleted subscription: %d, want 410", code)
+	}
+}
+
+// A topic-based subscription (Subscriptions R5 Backport IG on R4): the
+// ImagingStudy topic with a filter, full-resource content; notifications
+// are history Bundles with a SubscriptionStatus and numbered events.
+func TestSubscriptionTopicBackport(t *testing.T) {
+	need(t, "storescu")
+	th := startHub(t, testConfig(t), fhir.Options{})
+	hook := &hookRecorder{}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	body := `{"resourceType": "Subscription",
+	  "meta": {"profile": ["http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"]},
+	  "status": "requested", "reason": "imaging for the EMR",
+	  "criteria": "` + fhir.TopicImagingStudy + `",
+	  "_criteria": {"extension": [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria", "valueString": "ImagingStudy?status=available"}]},
+	  "channel": {"type": "rest-hook", "endpoint": "` + srv.URL + `/topic", "payload": "application/fhir+json",
+	    "_payload": {"extension": [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content", "valueCode": "full-resource"}]}}}`
+	subID, _ := postSubscription(t, th.base, body)
+
+	th.sendHL7(t, ormNW) // registered: filtered out
+	th.store(t, 1, studyOptions(1, "1", 1))
+	waitFor(t, "first topic notification", 10*time.Second, func() bool { return hook.count() >= 1 })
+	th.store(t, 1, studyOptions(2, "2", 2))
+	waitFor(t, "second topic notification", 10*time.Second, func() bool { return hook.count() >= 2 })
+	hook.mu.Lock()
+	calls := append([]received(nil), hook.calls...)
+	hook.mu.Unlock()
+	for i, c := range calls[:2] {
+		cr, err := fhir.Unmarshal(c.Raw)
+		if err != nil || cr.GetBundle() == nil {
+			t.Fatalf("notification %d: not a valid Bundle: %v", i, err)
+		}
+		b := cr.GetBundle()
+		if b.GetType().GetValue().String() != "HISTORY" || len(b.GetEntry()) != 2 {
+			t.Fatalf("notification %d: type %v, %d entries", i, b.GetType().GetValue(), len(b.GetEntry()))
+		}
+		params := b.GetEntry()[0].GetResource().GetParameters()
+		got := map[string]string{}
+		for _, p := range params.GetParameter() {
+			switch p.GetName().GetValue() {
+			case "topic":
+				got["topic"] = p.GetValue().GetCanonical().GetValue()
+			case "subscription":
+				got["subscription"] = p.GetValue().GetReference().GetUri().GetValue()
+			case "events-since-subscription-start":
+				got["events"] = p.GetValue().GetStringValue().GetValue()
+			case "type":
+				got["type"] = p.GetValue().GetCode().GetValue()
+			}
+		}
+		want := map[string]string{"topic": fhir.TopicImagingStudy, "events": fmt.Sprint(i + 1), "type": "event-notification"}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("notification %d: %s = %q, want %q", i, k, got[k], v)
+			}
+		}
+		if !strings.HasSuffix(got["subscription"], "/Subscription/"+subID) {
+			t.Errorf("notification %d: subscription %q", i, got["subscription"])
+		}
+		if is := b.GetEntry()[1].GetResource().GetImagingStudy(); is == nil || is.GetStatus().GetValue().String() != "AVAILABLE" {
+			t.Errorf("notification %d: focus %v", i, b.GetEntry()[1].GetResource())
+		}
 	}
 }
