@@ -130,7 +130,7 @@ func (w *Workflow) reverseOrderCharges(ctx context.Context, tx *catalog.Tx, orde
 		if err != nil {
 			return err
 		}
-		if err := audit(ctx, tx, c.StudyInstanceUID, "charge-reversed", e.ID, c.Key, now); err != nil {
+		if err := audit(ctx, tx, c.StudyInstanceUID, "charge-reversed", e.ID, c.Key+" after "+cause, now); err != nil {
 			return err
 		}
 	}

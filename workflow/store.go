@@ -13,6 +13,7 @@ import (
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/outbox"
+	"github.com/imaginghub/imaginghub/workflow/coerce"
 )
 
 // scanTime reads a timestamp column: fixed-layout text on SQLite, a
@@ -283,23 +284,12 @@ func putCoercion(ctx context.Context, tx *catalog.Tx, uid string, d Demographics
 // stored ones; ok is false when the study has none (it was never
 // reconciled).
 func Coercion(ctx context.Context, c *catalog.Catalog, studyUID string) (d Demographics, ok bool, err error) {
-	err = c.InReadTx(ctx, func(tx *catalog.ReadTx) error {
-		e := tx.QueryRowContext(ctx, `SELECT patient_name, patient_id, issuer_of_patient_id, patient_birth_date, patient_sex,
- accession_number FROM workflow_coercions WHERE study_instance_uid = ?`, studyUID).
-			Scan(&d.PatientName, &d.PatientID, &d.IssuerOfPatientID, &d.PatientBirthDate, &d.PatientSex, &d.AccessionNumber)
-		if errors.Is(e, sql.ErrNoRows) {
-			return nil
-		}
-		if e != nil {
-			return e
-		}
-		ok = true
-		return nil
-	})
-	if err != nil {
-		return d, false, fmt.Errorf("workflow: read coercion: %w", err)
+	v, ok, err := coerce.LookupCatalog(ctx, c, studyUID)
+	if err != nil || !ok {
+		return d, false, err
 	}
-	return d, ok, nil
+	return Demographics{PatientName: v.PatientName, PatientID: v.PatientID, IssuerOfPatientID: v.IssuerOfPatientID,
+		PatientBirthDate: v.PatientBirthDate, PatientSex: v.PatientSex, AccessionNumber: v.AccessionNumber}, true, nil
 }
 
 // inTx runs fn in a catalog transaction and, once it committed, publishes

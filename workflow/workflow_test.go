@@ -66,6 +66,10 @@ func TestWholeDay(t *testing.T) {
 		t.Errorf("QIDO-RS PatientName %s", qido[0]["00100010"])
 	}
 
+	if d, ok, err := workflow.Coercion(context.Background(), rt.Catalog, s.studyUID); err != nil || !ok ||
+		d.PatientName != wantName || d.IssuerOfPatientID != s.issuer || d.AccessionNumber != s.accession {
+		t.Errorf("coercion %+v %v %v", d, ok, err)
+	}
 	checkRetrieval(t, base, p.in.Addr(), s)
 	// The stored files are as the scanner sent them.
 	ins, err := rt.Catalog.ListInstances(context.Background(), s.studyUID)
