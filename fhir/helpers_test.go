@@ -204,6 +204,9 @@ type testEMR struct {
 
 	mu       sync.Mutex
 	down     bool
+	bearer   string // a fixed token also accepted
+	reject   string // resource type answered 422
+	denied   int    // requests refused with 401
 	tokens   map[string]bool
 	patients map[string]int // If-None-Exist query -> id
 	got      []received
@@ -273,8 +276,16 @@ func (e *testEMR) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"access_token":%q,"token_type":"bearer","expires_in":300,"scope":%q}`, tok, r.PostForm.Get("scope"))
 		return
 	}
-	if !e.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !e.tokens[tok] && (e.bearer == "" || tok != e.bearer) {
+		e.denied++
 		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if e.reject != "" && strings.HasPrefix(r.URL.Path, "/"+e.reject) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		io.WriteString(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule"}]}`)
 		return
 	}
 	body, _ := io.ReadAll(r.Body)

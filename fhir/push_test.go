@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
+	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/fhir"
 )
 
@@ -176,3 +177,58 @@ func TestTargetOutage(t *testing.T) {
 }
 
 var _ = http.StatusOK
+
+// Bearer auth; a revoked OAuth2 token is fetched again after a 401; a
+// resource the target refuses (422) is dead-lettered at once without
+// holding up the next.
+func TestPushAuthAndRefusal(t *testing.T) {
+	need(t, "storescu")
+	emr := newEMR(t)
+	emr.bearer = "static-token"
+	bearer := fhir.Target{Name: "bearer", URL: emr.srv.URL, Auth: fhir.AuthBearer, Token: "static-token"}
+	oauth := emr.target("oauth", false)
+	th := startHub(t, testConfig(t), fhir.Options{Targets: []fhir.Target{bearer, oauth}})
+
+	th.store(t, 1, studyOptions(1, "1", 1))
+	waitFor(t, "both targets", 10*time.Second, func() bool {
+		n := 0
+		for _, p := range th.published() {
+			if p.ResourceType == "ImagingStudy" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	// The EMR forgets every token it issued: the next push gets a 401,
+	// fetches a new token and goes through.
+	emr.mu.Lock()
+	emr.tokens = map[string]bool{}
+	issued := emr.tokenReq
+	emr.reject = "DiagnosticReport"
+	emr.mu.Unlock()
+	th.sendHL7(t, oruF)
+	th.store(t, 1, studyOptions(2, "2", 2))
+	waitFor(t, "ImagingStudy version 2 at both targets", 20*time.Second, func() bool {
+		n := 0
+		for _, p := range th.published() {
+			if p.ResourceType == "ImagingStudy" && p.VersionID >= 2 {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	emr.mu.Lock()
+	if emr.tokenReq <= issued || emr.denied == 0 {
+		t.Errorf("token requests %d (before %d), 401s %d: want a new token after a 401", emr.tokenReq, issued, emr.denied)
+	}
+	emr.mu.Unlock()
+	waitFor(t, "refused report dead-lettered", 10*time.Second, func() bool {
+		dls, err := th.rt.Bus.ListDeadLetters(t.Context(), events.DeadLetterFilter{Consumer: "fhir-push-oauth"})
+		return err == nil && len(dls) == 1 && strings.Contains(dls[0].Error, "422")
+	})
+	for _, p := range th.published() {
+		if p.ResourceType == "DiagnosticReport" {
+			t.Errorf("refused report published to %s", p.Target)
+		}
+	}
+}
