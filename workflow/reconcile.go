@@ -297,16 +297,19 @@ func (w *Workflow) link(ctx context.Context, tx *catalog.Tx, s studyRow, orderID
 	if err := audit(ctx, tx, s.StudyInstanceUID, "reconciled", e.ID, "order "+strconv.FormatInt(orderID, 10)+" by "+by, now); err != nil {
 		return err
 	}
-	// Reading task (one per study).
+	// Reading task (one per study; a study linked by hand to another
+	// order moves its task to that order).
 	res, err := tx.ExecContext(ctx, `INSERT INTO reading_tasks (study_instance_uid, order_ref, priority, status, requested_at, updated_at)
- VALUES (?, ?, ?, 'awaiting', ?, ?) ON CONFLICT (study_instance_uid) DO NOTHING`, s.StudyInstanceUID, orderID, o.Priority, nowArg, nowArg)
+ VALUES (?, ?, ?, 'awaiting', ?, ?) ON CONFLICT (study_instance_uid) DO UPDATE SET order_ref = excluded.order_ref,
+ priority = excluded.priority, updated_at = excluded.updated_at WHERE reading_tasks.order_ref <> excluded.order_ref`,
+		s.StudyInstanceUID, orderID, o.Priority, nowArg, nowArg)
 	if err != nil {
 		return fmt.Errorf("workflow: reading task: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
 		re, err := emit(ctx, tx, events.TypeReportRequested, s.StudyInstanceUID, ReportRequested{
 			StudyInstanceUID: s.StudyInstanceUID, OrderID: orderID, AccessionNumber: o.AccessionNumber, Priority: o.Priority,
-		}, s.StudyInstanceUID)
+		}, s.StudyInstanceUID, strconv.FormatInt(orderID, 10))
 		if err != nil {
 			return err
 		}
