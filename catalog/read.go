@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"time"
 )
 
 // query runs a read on the read pool.
@@ -233,3 +234,40 @@ var (
 	_ Querier = (*Tx)(nil)
 	_ Querier = (*ReadTx)(nil)
 )
+
+// StudyReceipt is when a study last received an instance.
+type StudyReceipt struct {
+	StudyInstanceUID string
+	LastReceived     time.Time
+}
+
+// StudiesAwaitingStable lists the studies that received an instance after
+// their last study-stable announcement (or never had one), oldest first:
+// the stability timers ingest re-arms when coordination lost them (an
+// in-process coordinator across a restart).
+func (c *Catalog) StudiesAwaitingStable(ctx context.Context) ([]StudyReceipt, error) {
+	rows, err := c.query(ctx, `SELECT study_instance_uid, last_received FROM studies
+ WHERE stable_announced IS NULL OR stable_announced < last_received ORDER BY last_received`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: studies awaiting stable: %w", err)
+	}
+	defer rows.Close()
+	var out []StudyReceipt
+	for rows.Next() {
+		var r StudyReceipt
+		var t dbTime
+		if err := rows.Scan(&r.StudyInstanceUID, &t); err != nil {
+			return nil, fmt.Errorf("catalog: studies awaiting stable: %w", err)
+		}
+		r.LastReceived = t.t
+		out = append(out, r)
+	}
+	return out, c.d.wrap(rows.Err())
+}
+
+// MarkStableAnnounced records, in tx, that the study-stable event of a
+// study as of lastReceived is committed.
+func (tx *Tx) MarkStableAnnounced(ctx context.Context, studyInstanceUID string, lastReceived time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE studies SET stable_announced = ? WHERE study_instance_uid = ?`, tx.Time(lastReceived), studyInstanceUID)
+	return err
+}

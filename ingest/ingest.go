@@ -144,7 +144,32 @@ func (in *Ingest) Start(ctx context.Context) error {
 		in.serveErr <- err
 	}()
 	in.log.Info("DICOM listening", "addr", ln.Addr().String(), "ae", in.cfg.AE)
+	if in.rt.Config.Redis.URL == "" {
+		if err := in.rearmStable(ctx); err != nil {
+			return err
+		}
+	}
 	return in.stable.Start(ctx)
+}
+
+// rearmStable arms the stability timer of every study that received
+// instances after its last study-stable event. The in-process coordinator
+// keeps timers in memory, so a restart (or a crash) forgets them; Redis
+// keeps them across restarts and needs none of this.
+func (in *Ingest) rearmStable(ctx context.Context) error {
+	studies, err := in.rt.Catalog.StudiesAwaitingStable(ctx)
+	if err != nil {
+		return fmt.Errorf("ingest: re-arm study-stable timers: %w", err)
+	}
+	for _, st := range studies {
+		if err := in.rt.Coord.ArmTimer(ctx, StableTimers, st.StudyInstanceUID, st.LastReceived.Add(in.rt.Config.Study.StableAfter)); err != nil {
+			return fmt.Errorf("ingest: re-arm study-stable timers: %w", err)
+		}
+	}
+	if len(studies) > 0 {
+		in.log.Info("re-armed study-stable timers", "studies", len(studies))
+	}
+	return nil
 }
 
 // Shutdown implements hub.Component: in-flight associations finish (or
@@ -319,7 +344,7 @@ func EmitStable(ctx context.Context, rt *hub.Runtime, studyUID string) error {
 	}
 	if err := rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
 		tx.AppendOutbox(msg)
-		return nil
+		return tx.MarkStableAnnounced(ctx, studyUID, st.Study.LastReceived)
 	}); err != nil {
 		return err
 	}

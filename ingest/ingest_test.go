@@ -488,3 +488,37 @@ func TestHubSCUStoresIntoStorescp(t *testing.T) {
 		t.Fatalf("received %+v %v", meta, err)
 	}
 }
+
+// With in-process coordination the stability timers live in memory: a
+// study whose instances arrived before a restart is still announced after
+// it, and a study announced before is not announced again.
+func TestStudyStableAcrossRestart(t *testing.T) {
+	cfg := hubtest.Config(t)
+	if cfg.Redis.URL != "" {
+		t.Skip("Redis keeps the timers; this is the in-process case")
+	}
+	cfg.Study.StableAfter = 500 * time.Millisecond
+	rt, in := startHub(t, cfg)
+	ctx := context.Background()
+	as, err := dicomnet.Dial(ctx, in.Addr(), dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announced, pending := dicomfile.NewUID(), dicomfile.NewUID()
+	sop, data := synthDataSet(t, synth.Options{Seed: 21, StudyInstanceUID: announced})
+	storeOne(t, as, "1.2.840.10008.5.1.4.1.1.2", sop, dicomfile.ImplicitVRLittleEndian, data)
+	waitEvents(t, rt, events.TypeStudyStable, 1)
+	// The second study's timer is still running when the hub stops.
+	sop, data = synthDataSet(t, synth.Options{Seed: 22, StudyInstanceUID: pending})
+	storeOne(t, as, "1.2.840.10008.5.1.4.1.1.2", sop, dicomfile.ImplicitVRLittleEndian, data)
+	as.Release(ctx)
+	hubtest.Stop(t, rt)
+
+	rt2, _ := startHub(t, cfg)
+	evs := waitEvents(t, rt2, events.TypeStudyStable, 2)
+	if evs[1].Subject != pending {
+		t.Fatalf("announced after restart: %s, want %s", evs[1].Subject, pending)
+	}
+	time.Sleep(cfg.Study.StableAfter + 300*time.Millisecond)
+	waitEvents(t, rt2, events.TypeStudyStable, 2) // and nothing more
+}

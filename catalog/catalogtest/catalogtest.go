@@ -46,6 +46,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"Reopen", testReopen},
 		{"Closed", testClosed},
 		{"ReadTx", testReadTx},
+		{"StudiesAwaitingStable", testStudiesAwaitingStable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDB) })
@@ -890,5 +891,63 @@ func testReadTx(t *testing.T, newDB NewDB) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func testStudiesAwaitingStable(t *testing.T, newDB NewDB) {
+	c := openNew(t, newDB)
+	ctx := ctxT(t)
+	store := func(study, inst int) {
+		t.Helper()
+		rec := catalog.InstanceRecord{
+			Patient:  catalog.Patient{PatientID: "SYNRS", PatientName: "RECEIPT^TEST"},
+			Study:    catalog.Study{StudyInstanceUID: uid(9100, study)},
+			Series:   catalog.Series{SeriesInstanceUID: uid(9100, study, 1), Modality: "CT"},
+			Instance: catalog.Instance{SOPInstanceUID: uid(9100, study, 1, inst), SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", BlobKey: fmt.Sprintf("k%d-%d", study, inst), TransferSyntaxUID: "1.2.840.10008.1.2"},
+		}
+		if _, err := c.StoreInstance(ctx, rec, catalog.KeepFirst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	awaiting := func() []string {
+		t.Helper()
+		got, err := c.StudiesAwaitingStable(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []string
+		for _, r := range got {
+			if r.LastReceived.IsZero() {
+				t.Fatalf("no LastReceived: %+v", r)
+			}
+			uids = append(uids, r.StudyInstanceUID)
+		}
+		return uids
+	}
+	announce := func(study int) {
+		t.Helper()
+		st, err := c.GetStudy(ctx, uid(9100, study))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.InTx(ctx, func(tx *catalog.Tx) error {
+			return tx.MarkStableAnnounced(ctx, uid(9100, study), st.Study.LastReceived)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(1, 1)
+	store(2, 1)
+	if got := awaiting(); len(got) != 2 {
+		t.Fatalf("awaiting %v, want both studies", got)
+	}
+	announce(1)
+	if got := awaiting(); len(got) != 1 || got[0] != uid(9100, 2) {
+		t.Fatalf("awaiting %v, want study 2", got)
+	}
+	time.Sleep(5 * time.Millisecond)
+	store(1, 2) // a new instance after the announcement
+	if got := awaiting(); len(got) != 2 {
+		t.Fatalf("awaiting %v after a new instance, want both", got)
 	}
 }
