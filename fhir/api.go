@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -363,5 +361,3 @@ func (f *FHIR) metadata(w http.ResponseWriter, r *http.Request) {
 	}
 	f.write(w, r, http.StatusOK, b)
 }
-
-var _ proto.Message = (*cspb.CapabilityStatement)(nil)

@@ -43,6 +43,10 @@ func TestRESTReadAndSearch(t *testing.T) {
 	need(t, "storescu")
 	th := startHub(t, testConfig(t), fhir.Options{})
 	th.sendHL7(t, ormNW)
+	waitFor(t, "ImagingStudy registered", 10*time.Second, func() bool {
+		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
+		return err == nil
+	})
 	th.store(t, 2, studyOptions(1, "1", 1))
 	waitFor(t, "ImagingStudy available", 10*time.Second, func() bool {
 		st, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)

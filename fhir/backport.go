@@ -31,16 +31,14 @@ const (
 	// changed; filters are ImagingStudy search parameters.
 	TopicImagingStudy = "http://imaginghub/SubscriptionTopic/imagingstudy"
 
-	backportBase           = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
-	extFilterCriteria      = backportBase + "backport-filter-criteria"
-	extPayloadContent      = backportBase + "backport-payload-content"
-	profileBackportStatus  = backportBase + "backport-subscription-status-r4"
-	profileBackportSubscr  = backportBase + "backport-subscription"
-	payloadEmpty           = "empty"
-	payloadIDOnly          = "id-only"
-	payloadFullResource    = "full-resource"
-	notificationTypeEvent  = "event-notification"
-	statusParameterVersion = "4.0.1"
+	backportBase          = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+	extFilterCriteria     = backportBase + "backport-filter-criteria"
+	extPayloadContent     = backportBase + "backport-payload-content"
+	profileBackportStatus = backportBase + "backport-subscription-status-r4"
+	payloadEmpty          = "empty"
+	payloadIDOnly         = "id-only"
+	payloadFullResource   = "full-resource"
+	notificationTypeEvent = "event-notification"
 )
 
 var topics = map[string]string{TopicImagingStudy: "ImagingStudy"}
@@ -219,6 +217,3 @@ func (f *FHIR) notifyTopic(ctx context.Context, sub *subpb.Subscription, topic s
 	}
 	return f.deliverType(ctx, http.MethodPost, sub.GetChannel().GetEndpoint().GetValue(), b, sub.GetChannel().GetPayload().GetValue(), sub.GetChannel().GetHeader())
 }
-
-var _ = profileBackportSubscr
-var _ = statusParameterVersion

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
@@ -274,8 +273,6 @@ const (
 	// systemHubReport identifies reports by the hub's report number.
 	systemHubReport = "urn:imaginghub:report"
 )
-
-var _ = cpb.ImagingStudyStatusCode_AVAILABLE
 
 func protoValue(m proto.Message) protoreflect.Value {
 	return protoreflect.ValueOfMessage(m.ProtoReflect())

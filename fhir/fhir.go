@@ -77,6 +77,7 @@ type FHIR struct {
 	store   *Store
 	targets []*Target
 	client  *http.Client
+	metrics *metrics
 
 	mu        sync.Mutex
 	consumers []*events.Consumer
@@ -139,6 +140,7 @@ func New(rt *hub.Runtime, opts Options) (*FHIR, error) {
 		seen[t.Name] = true
 		f.targets = append(f.targets, &t)
 	}
+	f.metrics = newMetrics(rt.Registerer())
 	f.routes(rt.Server.Mux)
 	return f, nil
 }

@@ -7,12 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"time"
-
-	"google.golang.org/protobuf/proto"
-
-	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/events"
@@ -238,18 +232,13 @@ func loadOrder(ctx context.Context, q catalog.Querier, orderID int64, studyUID, 
 		&o.RequestedProcedure.Code, &o.RequestedProcedure.Text, &o.RequestedProcedure.CodingScheme, &o.Status, &o.OrderControl,
 		&o.ReferringProvider, &o.OrderingProvider, &o.Patient.PatientID, &o.Patient.IssuerOfPatientID, &o.Patient.PatientName,
 		&o.Patient.PatientBirthDate, &o.Patient.PatientSex)
-	if errors.Is(err, sql.ErrNoRows) || isNoTable(err) {
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fhir: order of study: %w", err)
 	}
 	return &o, nil
-}
-
-// isNoTable tolerates a catalog without the ris-bridge's tables.
-func isNoTable(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "does not exist"))
 }
 
 // RebuildStudy builds the ImagingStudy of a study from the catalog, its
@@ -352,9 +341,3 @@ func (f *FHIR) changed(ctx context.Context, st Stored) error {
 }
 
 var pushedTypes = map[string]bool{"ImagingStudy": true, "DiagnosticReport": true}
-
-var (
-	_ = time.Now
-	_ = proto.Clone
-	_ = dpb.String{}
-)

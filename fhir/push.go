@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,10 +200,11 @@ func (f *FHIR) pushHandler(t *Target) events.RawHandler {
 		err := f.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 			return tx.QueryRowContext(ctx, `SELECT version_id FROM fhir_pushed WHERE target = ? AND resource_type = ? AND id = ?`, t.Name, job.Type, job.ID).Scan(&pushed)
 		})
-		if err != nil && !isNoRows(err) {
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		if pushed >= job.VersionID {
+			f.metrics.pushes.WithLabelValues(t.Name, "stale").Inc()
 			return nil // a newer version went out already: this one is stale
 		}
 		cur, err := f.store.Get(ctx, job.Type, job.ID)
@@ -212,8 +214,14 @@ func (f *FHIR) pushHandler(t *Target) events.RawHandler {
 		if err != nil {
 			return err
 		}
+		began := time.Now()
 		loc, err := f.push(ctx, t, cur)
 		if err != nil {
+			outcome := "failed"
+			if events.IsPermanent(err) {
+				outcome = "refused"
+			}
+			f.metrics.pushes.WithLabelValues(t.Name, outcome).Inc()
 			f.log.WarnContext(ctx, "FHIR push failed", "target", t.Name, "resource", job.Type, "delivery", d.NumDelivered, "err", err)
 			return err
 		}
@@ -241,12 +249,12 @@ func (f *FHIR) pushHandler(t *Target) events.RawHandler {
 			return err
 		}
 		f.rt.Relay.Kick()
+		f.metrics.pushes.WithLabelValues(t.Name, "accepted").Inc()
+		f.metrics.pushSeconds.WithLabelValues(t.Name).Observe(time.Since(began).Seconds())
 		f.log.DebugContext(ctx, "FHIR push accepted", "target", t.Name, "resource", job.Type, "id", job.ID, "version", cur.VersionID)
 		return nil
 	}
 }
-
-func isNoRows(err error) bool { return err != nil && strings.Contains(err.Error(), "no rows") }
 
 // errRejected marks a target's refusal that retrying will not change.
 var errRejected = errors.New("fhir: target rejected the resource")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -257,5 +256,3 @@ func (s *Store) BulkInsert(ctx context.Context, res []proto.Message) error {
 		return nil
 	})
 }
-
-var _ = strings.TrimSpace

@@ -306,6 +306,11 @@ func (f *FHIR) deliverType(ctx context.Context, method, target string, body []by
 // setSubscriptionState records the outcome of a delivery on the
 // subscription when it changes its status.
 func (f *FHIR) setSubscriptionState(ctx context.Context, sub *subpb.Subscription, derr error) error {
+	if derr == nil {
+		f.metrics.notifications.WithLabelValues("delivered").Inc()
+	} else {
+		f.metrics.notifications.WithLabelValues("failed").Inc()
+	}
 	status := sub.GetStatus().GetValue()
 	sub = proto.Clone(sub).(*subpb.Subscription)
 	switch {
