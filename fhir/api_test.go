@@ -256,3 +256,43 @@ func (h *hookRecorder) count() int {
 	defer h.mu.Unlock()
 	return len(h.calls)
 }
+
+// A merge (ADT A40, IHE PIR) retires the old Patient with a replaced-by
+// link, and the studies it had name the survivor.
+func TestPatientMerge(t *testing.T) {
+	th := startHub(t, testConfig(t), fhir.Options{})
+	adt := func(id, typ, body string) string {
+		return "MSH|^~\\&|HIS|TESTHOSP|IMAGINGHUB|RADIOLOGY|20260315100000||ADT^" + typ + "|" + id + "|P|2.5.1\r" + body
+	}
+	th.sendHL7(t, adt("FHIR-ADT-1", "A04^ADT_A01", "PID|1||TEST-7001^^^TESTHOSP^MR||Testpatient^Fhir||19800101|F\r"))
+	th.sendHL7(t, ormNW)
+	waitFor(t, "registered study", 10*time.Second, func() bool {
+		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
+		return err == nil
+	})
+	var is map[string]any
+	get(t, th.base+"/ImagingStudy/"+studyUID, &is)
+	old := dig(is, "subject", "reference").(string)
+	var p map[string]any
+	if get(t, th.base+"/"+old, &p); dig(p, "name", 0, "family") != "Testpatient" || dig(p, "identifier", 0, "type", "coding", 0, "code") != "MR" {
+		t.Fatalf("study subject is not the registry patient: %v", p)
+	}
+	th.sendHL7(t, adt("FHIR-ADT-2", "A04^ADT_A01", "PID|1||TEST-9001^^^TESTHOSP^MR||Testpatient^Fhir||19800101|F\r"))
+	th.sendHL7(t, adt("FHIR-ADT-3", "A40^ADT_A39", "EVN|A40|20260315110000\rPID|1||TEST-9001^^^TESTHOSP^MR||Testpatient^Fhir\rMRG|TEST-7001^^^TESTHOSP^MR\r"))
+	waitFor(t, "study moved to the survivor", 10*time.Second, func() bool {
+		is = nil
+		get(t, th.base+"/ImagingStudy/"+studyUID, &is)
+		return dig(is, "subject", "reference") != old
+	})
+	survivor := dig(is, "subject", "reference").(string)
+	p = nil
+	get(t, th.base+"/"+old, &p)
+	if p["active"] != false || dig(p, "link", 0, "type") != "replaced-by" || dig(p, "link", 0, "other", "reference") != survivor {
+		t.Errorf("retired patient: %v", p)
+	}
+	p = nil
+	get(t, th.base+"/"+survivor, &p)
+	if dig(p, "identifier", 0, "value") != "TEST-9001" || dig(p, "link", 0, "type") != "replaces" {
+		t.Errorf("survivor: %v", p)
+	}
+}

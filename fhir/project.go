@@ -7,6 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/events"
@@ -64,13 +68,13 @@ func (f *FHIR) onPatient(ctx context.Context, e events.Event, _ events.Delivery)
 		return events.Permanent(fmt.Errorf("fhir: %s data: %w", e.Type, err))
 	}
 	in := PatientInput{Identifiers: d.Identifiers, Name: d.Name, BirthDate: d.BirthDate, Sex: d.Sex, Address: d.Address, Phone: d.Phone}
-	id, err := f.patientIDFor(ctx, in.Identifiers)
+	id, err := f.patientIDFor(ctx, in.Identifiers, false)
 	if err != nil || id == "" {
 		return events.Permanent(fmt.Errorf("fhir: %s: patient without identifiers", e.Type))
 	}
 	if len(d.PriorIdentifiers) > 0 {
 		// IHE PIR merge: the retired record points to the survivor.
-		prior, err := f.patientIDFor(ctx, d.PriorIdentifiers)
+		prior, err := f.patientIDFor(ctx, d.PriorIdentifiers, false)
 		if err != nil {
 			return err
 		}
@@ -88,7 +92,26 @@ func (f *FHIR) onPatient(ctx context.Context, e events.Event, _ events.Delivery)
 	if err != nil {
 		return err
 	}
-	return f.changed(ctx, st)
+	if err := f.changed(ctx, st); err != nil {
+		return err
+	}
+	// The studies of a merged-away patient now belong to the survivor.
+	for _, prior := range in.Replaces {
+		q, err := ParseQuery("ImagingStudy", map[string][]string{"patient": {prior}, "_count": {strconv.Itoa(MaxCount)}})
+		if err != nil {
+			return err
+		}
+		studies, _, err := f.store.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, s := range studies {
+			if err := f.RebuildStudy(ctx, s.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (f *FHIR) onReport(ctx context.Context, e events.Event, _ events.Delivery) error {
@@ -159,7 +182,7 @@ func (f *FHIR) onReconciled(ctx context.Context, e events.Event, _ events.Delive
 // patientIDFor is the resource id of the patient with one of ids: the
 // existing resource if any identifier is known, else the id derived from
 // the first.
-func (f *FHIR) patientIDFor(ctx context.Context, ids []hisbridge.Identifier) (string, error) {
+func (f *FHIR) patientIDFor(ctx context.Context, ids []hisbridge.Identifier, follow bool) (string, error) {
 	fids := PatientIdentifiers(ids)
 	if len(fids) == 0 {
 		return "", nil
@@ -178,17 +201,44 @@ func (f *FHIR) patientIDFor(ctx context.Context, ids []hisbridge.Identifier) (st
 		}
 		return nil
 	})
-	if err != nil || found != "" {
-		return found, err
+	if err != nil {
+		return "", err
 	}
-	return PatientID(fids[0]), nil
+	if found == "" {
+		return PatientID(fids[0]), nil
+	}
+	if !follow {
+		return found, nil
+	}
+	// Follow merges (IHE PIR): a retired record names its survivor.
+	for range 8 {
+		st, err := f.store.Get(ctx, "Patient", found)
+		if err != nil {
+			return found, nil
+		}
+		cr, err := Unmarshal(st.JSON)
+		if err != nil {
+			return found, nil
+		}
+		next := ""
+		for _, l := range cr.GetPatient().GetLink() {
+			if l.GetType().GetValue() == cpb.LinkTypeCode_REPLACED_BY {
+				next = strings.TrimPrefix(refString(l.GetOther()), "Patient/")
+			}
+		}
+		if next == "" || next == found {
+			break
+		}
+		found = next
+	}
+	return found, nil
 }
 
 // ensurePatient returns the reference of the patient in, creating the
 // resource from in when no patient has its identifiers yet; the registry's
 // fuller record, when it comes, replaces it.
 func (f *FHIR) ensurePatient(ctx context.Context, in PatientInput) (string, error) {
-	id, err := f.patientIDFor(ctx, in.Identifiers)
+	id, err := f.patientIDFor(ctx, in.Identifiers, true)
 	if err != nil {
 		return "", err
 	}
