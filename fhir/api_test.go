@@ -274,9 +274,11 @@ func TestPatientMerge(t *testing.T) {
 	get(t, th.base+"/ImagingStudy/"+studyUID, &is)
 	old := dig(is, "subject", "reference").(string)
 	var p map[string]any
-	if get(t, th.base+"/"+old, &p); dig(p, "name", 0, "family") != "Testpatient" || dig(p, "identifier", 0, "type", "coding", 0, "code") != "MR" {
-		t.Fatalf("study subject is not the registry patient: %v", p)
-	}
+	waitFor(t, "the study's patient with the registry's data", 10*time.Second, func() bool {
+		p = nil
+		get(t, th.base+"/"+old, &p)
+		return dig(p, "name", 0, "family") == "Testpatient" && dig(p, "identifier", 0, "type", "coding", 0, "code") == "MR"
+	})
 	th.sendHL7(t, adt("FHIR-ADT-2", "A04^ADT_A01", "PID|1||TEST-9001^^^TESTHOSP^MR||Testpatient^Fhir||19800101|F\r"))
 	th.sendHL7(t, adt("FHIR-ADT-3", "A40^ADT_A39", "EVN|A40|20260315110000\rPID|1||TEST-9001^^^TESTHOSP^MR||Testpatient^Fhir\rMRG|TEST-7001^^^TESTHOSP^MR\r"))
 	waitFor(t, "study moved to the survivor", 10*time.Second, func() bool {

@@ -245,17 +245,14 @@ func (f *FHIR) ensurePatient(ctx context.Context, in PatientInput) (string, erro
 	if id == "" {
 		return "", nil
 	}
-	if _, err := f.store.Get(ctx, "Patient", id); err == nil {
-		return "Patient/" + id, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return "", err
-	}
-	st, _, err := f.store.Put(ctx, Patient(id, in))
+	st, created, err := f.store.Create(ctx, Patient(id, in))
 	if err != nil {
 		return "", err
 	}
-	if err := f.changed(ctx, st); err != nil {
-		return "", err
+	if created {
+		if err := f.changed(ctx, st); err != nil {
+			return "", err
+		}
 	}
 	return "Patient/" + id, nil
 }

@@ -65,6 +65,26 @@ func (s *Store) Put(ctx context.Context, res proto.Message) (Stored, bool, error
 	return out, changed, err
 }
 
+// Create stores res as version 1 unless its resource exists, and reports
+// whether it did; an existing resource is returned unchanged.
+func (s *Store) Create(ctx context.Context, res proto.Message) (Stored, bool, error) {
+	var out Stored
+	var created bool
+	err := s.cat.InTx(ctx, func(tx *catalog.Tx) error {
+		cur, err := getQ(ctx, tx, ResourceType(res), resourceID(res))
+		if err == nil {
+			out = cur
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		out, created, err = s.PutTx(ctx, tx, res)
+		return err
+	})
+	return out, created, err
+}
+
 // PutTx is Put in the caller's transaction.
 func (s *Store) PutTx(ctx context.Context, tx *catalog.Tx, res proto.Message) (Stored, bool, error) {
 	typ := ResourceType(res)
