@@ -298,3 +298,21 @@ func TestPatientMerge(t *testing.T) {
 		t.Errorf("survivor: %v", p)
 	}
 }
+
+// An order cancelled before any image arrived: the ServiceRequest is
+// revoked and the registered ImagingStudy cancelled.
+func TestOrderCancelled(t *testing.T) {
+	th := startHub(t, testConfig(t), fhir.Options{})
+	th.sendHL7(t, ormNW)
+	waitFor(t, "registered study", 10*time.Second, func() bool {
+		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
+		return err == nil
+	})
+	th.sendHL7(t, "MSH|^~\\&|RIS|TESTHOSP|IMAGINGHUB|RADIOLOGY|20260315094000||ORM^O01|FHIR-ORM-CA|P|2.3.1\r"+
+		"PID|1||TEST-7001^^^TESTHOSP||Testpatient^Fhir\r"+
+		"ORC|CA|PL-7001|FL-7001||CA\r")
+	waitFor(t, "cancelled study and revoked order", 10*time.Second, func() bool {
+		return len(searchIDs(t, th.base+"/ImagingStudy?status=cancelled")) == 1 &&
+			len(searchIDs(t, th.base+"/ServiceRequest?status=revoked&identifier=PL-7001")) == 1
+	})
+}
