@@ -1,7 +1,6 @@
 package dicomweb
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"mime/multipart"
@@ -65,23 +64,5 @@ func FuzzReadParts(f *testing.F) {
 			}
 			io.Copy(io.Discard, in.data)
 		}
-	})
-}
-
-// FuzzTranscode feeds arbitrary Implicit VR Little Endian data sets to
-// the Explicit VR re-encoder: it must end with output or an error, never
-// panic or loop.
-func FuzzTranscode(f *testing.F) {
-	var inst bytes.Buffer
-	synth.CT(&inst, synth.Options{Seed: 1, Rows: 2, Columns: 2})
-	f.Add(inst.Bytes()[132+200:])
-	f.Add([]byte{0x40, 0, 0x75, 2, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0, 0xe0, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0, 0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0})
-	f.Add([]byte{0x10, 0, 0x10, 0, 4, 0, 0, 0, 'D', 'O', 'E', ' '})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var out bytes.Buffer
-		bw := bufio.NewWriter(&out)
-		tr := &transcoder{r: bufio.NewReader(bytes.NewReader(data)), w: bw}
-		tr.elements(-1, 0)
-		bw.Flush()
 	})
 }

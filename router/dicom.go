@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/dicomfile/tsconv"
 	"io"
 	"log/slog"
 	"sync"
@@ -264,7 +265,7 @@ func (r *Router) store(ctx context.Context, p *pool, j *Job) error {
 	}
 	status, err := sendOn(ctx, c, class, j.SOPInstanceUID, ts, br)
 	p.put(c, err == nil || errors.Is(err, ErrNotAccepted) || errors.Is(err, ErrRefused))
-	if errors.Is(err, ErrNotAccepted) || errors.Is(err, ErrCannotConvert) || errors.Is(err, ErrRefused) && permanentStatus(status) {
+	if errors.Is(err, ErrNotAccepted) || errors.Is(err, tsconv.ErrCannotConvert) || errors.Is(err, ErrRefused) && permanentStatus(status) {
 		return events.Permanent(err)
 	}
 	return err
@@ -277,10 +278,10 @@ func sendOn(ctx context.Context, c *conn, class, sop, ts string, data io.Reader)
 		switch {
 		case ts == dicomnet.ExplicitVRLittleEndian && hasContext(c, class, dicomnet.ImplicitVRLittleEndian):
 			sendTS = dicomnet.ImplicitVRLittleEndian
-			conv = func(w io.Writer, r io.Reader) error { return convertLE(w, r, false) }
+			conv = func(w io.Writer, r io.Reader) error { return tsconv.ConvertLE(w, r, false) }
 		case ts == dicomnet.ImplicitVRLittleEndian && hasContext(c, class, dicomnet.ExplicitVRLittleEndian):
 			sendTS = dicomnet.ExplicitVRLittleEndian
-			conv = func(w io.Writer, r io.Reader) error { return convertLE(w, r, true) }
+			conv = func(w io.Writer, r io.Reader) error { return tsconv.ConvertLE(w, r, true) }
 		default:
 			return 0, fmt.Errorf("%w: %s in %s", ErrNotAccepted, class, ts)
 		}
@@ -294,7 +295,7 @@ func sendOn(ctx context.Context, c *conn, class, sop, ts string, data io.Reader)
 	}
 	status, err := c.as.Store(ctx, class, sop, sendTS, data, nil)
 	if err != nil {
-		if errors.Is(err, ErrCannotConvert) {
+		if errors.Is(err, tsconv.ErrCannotConvert) {
 			return 0, err
 		}
 		return 0, fmt.Errorf("router: C-STORE: %w", err)

@@ -1,4 +1,8 @@
-package router
+// Package tsconv re-encodes data sets between the two uncompressed Little
+// Endian transfer syntaxes as they stream, for peers that accepted the
+// other one: C-STORE to a destination, C-GET/C-MOVE sub-operations,
+// WADO-RS in its default syntax.
+package tsconv
 
 import (
 	"bytes"
@@ -14,7 +18,7 @@ import (
 // ErrCannotConvert means a data set could not be re-encoded between
 // Explicit and Implicit VR Little Endian (malformed, or a construct the
 // uncompressed syntaxes do not allow).
-var ErrCannotConvert = errors.New("router: cannot re-encode data set")
+var ErrCannotConvert = errors.New("tsconv: cannot re-encode data set")
 
 const (
 	undefinedLength = 0xFFFFFFFF
@@ -32,7 +36,7 @@ const (
 // (PS3.5 §7.1.2, Table 7.1-1).
 var longVRs = []string{"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 
-// convertLE re-encodes a data set between the two uncompressed Little
+// ConvertLE re-encodes a data set between the two uncompressed Little
 // Endian transfer syntaxes, streaming: element values are copied as they
 // are (the byte order does not change), only element headers are rewritten
 // (PS3.5 §7.1.2 Explicit, §7.1.3 Implicit). Defined-length sequences and
@@ -41,7 +45,7 @@ var longVRs = []string{"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN
 //
 // toExplicit takes each VR from the data dictionary (PS3.6); private and
 // unknown elements become UN, as PS3.5 §6.2.2 allows.
-func convertLE(w io.Writer, r io.Reader, toExplicit bool) error {
+func ConvertLE(w io.Writer, r io.Reader, toExplicit bool) error {
 	c := converter{toExplicit: toExplicit}
 	end, err := c.elements(w, r, 0, true)
 	if err != nil {

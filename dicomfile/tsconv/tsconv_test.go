@@ -1,4 +1,4 @@
-package router
+package tsconv
 
 import (
 	"bytes"
@@ -126,13 +126,13 @@ func TestConvertLE(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var toImplicit, toExplicit bytes.Buffer
-			if err := convertLE(&toImplicit, bytes.NewReader(tc.explicit), false); err != nil {
+			if err := ConvertLE(&toImplicit, bytes.NewReader(tc.explicit), false); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(toImplicit.Bytes(), tc.implicit) {
 				t.Errorf("Explicit to Implicit differs from the Implicit encoding:\n got %x\nwant %x", toImplicit.Bytes(), tc.implicit)
 			}
-			if err := convertLE(&toExplicit, bytes.NewReader(tc.implicit), true); err != nil {
+			if err := ConvertLE(&toExplicit, bytes.NewReader(tc.implicit), true); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(toExplicit.Bytes(), tc.explicit) {
@@ -160,7 +160,7 @@ func TestConvertLERejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := convertLE(&out, bytes.NewReader(tc.in), !tc.explicit)
+			err := ConvertLE(&out, bytes.NewReader(tc.in), !tc.explicit)
 			if !errors.Is(err, ErrCannotConvert) {
 				t.Errorf("err = %v, want ErrCannotConvert", err)
 			}
@@ -178,7 +178,7 @@ func FuzzConvertLE(f *testing.F) {
 	f.Add([]byte{0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF}, false)
 	f.Fuzz(func(t *testing.T, in []byte, explicit bool) {
 		var out bytes.Buffer
-		err := convertLE(&out, bytes.NewReader(in), !explicit)
+		err := ConvertLE(&out, bytes.NewReader(in), !explicit)
 		if err != nil && !errors.Is(err, ErrCannotConvert) {
 			t.Fatalf("unexpected error %v", err)
 		}
