@@ -5,9 +5,10 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/suyashkumar/dicom"
+
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
-	"github.com/suyashkumar/dicom"
 )
 
 // ctFile is a 512x512 16-bit CT instance in Explicit VR Little Endian.

@@ -4,8 +4,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/suyashkumar/dicom/pkg/uid"
+
+	"github.com/imaginghub/imaginghub/dicomfile"
 )
 
 func TestValidUID(t *testing.T) {

@@ -3,11 +3,12 @@ package dicomweb
 import (
 	"mime"
 
-	"github.com/imaginghub/imaginghub/dicomfile"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/imaginghub/imaginghub/dicomfile"
 )
 
 // mediaRange is one entry of an Accept header (RFC 9110 §12.5.1).

@@ -3,8 +3,9 @@ package dicomweb
 import (
 	"bufio"
 	"fmt"
-	"github.com/imaginghub/imaginghub/dicomfile/tsconv"
 	"io"
+
+	"github.com/imaginghub/imaginghub/dicomfile/tsconv"
 
 	"github.com/imaginghub/imaginghub/blob"
 	"github.com/imaginghub/imaginghub/dicomfile"

@@ -2,10 +2,11 @@ package hisbridge
 
 import (
 	"errors"
-	"github.com/imaginghub/imaginghub/internal/rest"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/imaginghub/imaginghub/internal/rest"
 
 	"github.com/imaginghub/imaginghub/catalog"
 )

@@ -4,11 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"github.com/imaginghub/imaginghub/internal/rest"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imaginghub/imaginghub/internal/rest"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/events"

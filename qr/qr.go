@@ -12,11 +12,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imaginghub/imaginghub/config"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/imaginghub/imaginghub/config"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/dicomfile"

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/imaginghub/imaginghub/config"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/imaginghub/imaginghub/catalog"
+	"github.com/imaginghub/imaginghub/config"
+	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
 	"github.com/imaginghub/imaginghub/dicomnet"
 	"github.com/imaginghub/imaginghub/hub"
@@ -493,5 +494,52 @@ func TestGetCancel(t *testing.T) {
 	}
 	if stores >= 3 {
 		t.Errorf("%d sub-operations after C-CANCEL, want fewer than 3", stores)
+	}
+}
+
+// An instance stored in Implicit VR Little Endian is retrieved by a C-GET
+// SCU that accepted only Explicit VR Little Endian for it (getscu's
+// default): the sub-operation re-encodes it as it streams, element values
+// unchanged.
+func TestGetReencodesLittleEndian(t *testing.T) {
+	a := startArchive(t)
+	study := dicomfile.NewUID()
+	paths, err := synth.WriteStudy(t.TempDir(), 1, synth.Options{Seed: 77, StudyInstanceUID: study, Rows: 16, Columns: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "storescu", "-xi", "-aec", "IMAGINGHUB", a.host, a.port, paths[0])
+	dir := t.TempDir()
+	run(t, "getscu", "-S", "-aec", "IMAGINGHUB", "-od", dir, a.host, a.port, "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study)
+	got := files(t, dir)
+	if len(got) != 1 {
+		t.Fatalf("getscu wrote %d files, want 1", len(got))
+	}
+	pixels := func(path string) (string, []byte) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta, err := dicomfile.ReadFileMeta(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := b[meta.DataSetOffset():]
+		h, err := dicomfile.ParseHeader(bytes.NewReader(ds), meta.TransferSyntaxUID)
+		if err != nil || h.PixelData.Tag == 0 {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return meta.TransferSyntaxUID, ds[h.PixelData.Offset:]
+	}
+	ts0, px0 := pixels(paths[0])
+	ts1, px1 := pixels(got[0])
+	if ts0 != dicomfile.ImplicitVRLittleEndian || ts1 != dicomfile.ExplicitVRLittleEndian {
+		t.Fatalf("stored %s, received %s", ts0, ts1)
+	}
+	if !bytes.Equal(px0, px1) {
+		t.Fatalf("pixel data differs after re-encoding (%d and %d bytes)", len(px0), len(px1))
+	}
+	if v := dump(t, got[0]); v["StudyInstanceUID"] != study {
+		t.Fatalf("received %v", v)
 	}
 }

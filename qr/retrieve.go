@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/imaginghub/imaginghub/dicomfile/tsconv"
+
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomnet"
@@ -43,16 +45,27 @@ func (q *QR) serveMove(ctx context.Context, w dicomnet.ResponseWriter, r *dicomn
 		return
 	}
 	// One context per SOP class and stored transfer syntax, so each
-	// instance goes in the syntax it was stored in (no transcoding).
+	// instance goes in the syntax it was stored in (compressed data is
+	// never transcoded); an uncompressed Little Endian one also gets a
+	// context in the other Little Endian syntax, for a peer that accepts
+	// only that one.
 	var proposed []dicomnet.ProposedContext
 	seen := map[[2]string]bool{}
-	for _, in := range instances {
-		k := [2]string{in.SOPClassUID, in.TransferSyntaxUID}
+	propose := func(class, ts string) {
+		k := [2]string{class, ts}
 		if seen[k] || len(proposed) == maxContexts {
-			continue
+			return
 		}
 		seen[k] = true
-		proposed = append(proposed, dicomnet.ProposedContext{AbstractSyntax: in.SOPClassUID, TransferSyntaxes: []string{in.TransferSyntaxUID}})
+		proposed = append(proposed, dicomnet.ProposedContext{AbstractSyntax: class, TransferSyntaxes: []string{ts}})
+	}
+	for _, in := range instances {
+		propose(in.SOPClassUID, in.TransferSyntaxUID)
+	}
+	for _, in := range instances {
+		if other, ok := otherLE(in.TransferSyntaxUID); ok {
+			propose(in.SOPClassUID, other)
+		}
 	}
 	dctx, cancel := context.WithTimeout(ctx, q.opts.DialTimeout)
 	as, err := dicomnet.Dial(dctx, addr, dicomnet.DialOptions{
@@ -233,6 +246,17 @@ func subOperationContext(ctx context.Context) (context.Context, func()) {
 	return sub, func() { stop(); cancel(nil) }
 }
 
+// otherLE returns the other uncompressed Little Endian transfer syntax.
+func otherLE(ts string) (string, bool) {
+	switch ts {
+	case dicomfile.ImplicitVRLittleEndian:
+		return dicomfile.ExplicitVRLittleEndian, true
+	case dicomfile.ExplicitVRLittleEndian:
+		return dicomfile.ImplicitVRLittleEndian, true
+	}
+	return "", false
+}
+
 // errNoContext: the peer accepted no presentation context for the
 // instance's SOP class in its stored transfer syntax.
 var errNoContext = errors.New("qr: no accepted presentation context for the stored transfer syntax")
@@ -251,8 +275,16 @@ func (q *QR) send(ctx context.Context, as *dicomnet.Association, in catalog.Inst
 		return 0, fmt.Errorf("qr: read stored file meta: %w", err)
 	}
 	ts := meta.TransferSyntaxUID
+	sendTS := ts
 	if _, ok := as.PresentationContext(in.SOPClassUID, ts); !ok {
-		return 0, fmt.Errorf("%w: %s in %s", errNoContext, in.SOPClassUID, ts)
+		other, ok := otherLE(ts)
+		if !ok {
+			return 0, fmt.Errorf("%w: %s in %s", errNoContext, in.SOPClassUID, ts)
+		}
+		if _, ok := as.PresentationContext(in.SOPClassUID, other); !ok {
+			return 0, fmt.Errorf("%w: %s in %s", errNoContext, in.SOPClassUID, ts)
+		}
+		sendTS = other
 	}
 	// Reconciled studies are sent with the corrected patient and order
 	// attributes (IHE PIR); the stored file stays as received.
@@ -262,7 +294,16 @@ func (q *QR) send(ctx context.Context, as *dicomnet.Association, in catalog.Inst
 	} else if ok {
 		ds = coerce.NewReader(br, ts, v)
 	}
-	status, err := as.Store(ctx, in.SOPClassUID, in.SOPInstanceUID, ts, ds, opts)
+	if sendTS != ts {
+		// Re-encoded between the Little Endian syntaxes as it streams.
+		pr, pw := io.Pipe()
+		go func(src io.Reader) {
+			pw.CloseWithError(tsconv.ConvertLE(pw, src, sendTS == dicomfile.ExplicitVRLittleEndian))
+		}(ds)
+		defer pr.CloseWithError(errNoContext) // stops the converter if the store ends early
+		ds = pr
+	}
+	status, err := as.Store(ctx, in.SOPClassUID, in.SOPInstanceUID, sendTS, ds, opts)
 	if err != nil {
 		return 0, fmt.Errorf("qr: C-STORE sub-operation: %w", err)
 	}

@@ -4,10 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"github.com/imaginghub/imaginghub/internal/rest"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/imaginghub/imaginghub/internal/rest"
 
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/hl7intake"

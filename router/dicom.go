@@ -5,11 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imaginghub/imaginghub/dicomfile/tsconv"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/imaginghub/imaginghub/dicomfile/tsconv"
 
 	"github.com/imaginghub/imaginghub/blob"
 	"github.com/imaginghub/imaginghub/config"

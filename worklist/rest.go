@@ -3,12 +3,13 @@ package worklist
 import (
 	"encoding/json"
 	"errors"
-	"github.com/imaginghub/imaginghub/internal/rest"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imaginghub/imaginghub/internal/rest"
 )
 
 // maxBody bounds a REST request body.
