@@ -170,3 +170,28 @@ func TestSubscriptionTopicBackport(t *testing.T) {
 		}
 	}
 }
+
+// A notification queued while the subscriber is down reaches it after the
+// hub restarts.
+func TestNotificationSurvivesRestart(t *testing.T) {
+	need(t, "storescu")
+	cfg := testConfig(t)
+	opts := fhir.Options{NotifyAttempts: 1000, NotifyBackOff: []time.Duration{200 * time.Millisecond}}
+	th := startHub(t, cfg, opts)
+	hook := &hookRecorder{fail: true}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	postSubscription(t, th.base, subscriptionJSON("", "ImagingStudy?status=available", srv.URL+"/notify", "", nil))
+	th.store(t, 1, studyOptions(1, "1", 1))
+	waitFor(t, "the notification to fail", 10*time.Second, func() bool {
+		var got map[string]any
+		get(t, th.base+"/Subscription?status=error", &got)
+		return len(entriesOrNone(got)) == 1
+	})
+	th.rt.Server.Shutdown(t.Context())
+	th = startHub(t, cfg, opts)
+	hook.mu.Lock()
+	hook.fail = false
+	hook.mu.Unlock()
+	waitFor(t, "the notification after the restart", 15*time.Second, func() bool { return hook.count() >= 1 })
+}
