@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,9 @@ import (
 
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 
+	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/fhir"
+	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
 )
 
 func searchIDs(t *testing.T, u string) []string {
@@ -315,4 +318,35 @@ func TestOrderCancelled(t *testing.T) {
 		return len(searchIDs(t, th.base+"/ImagingStudy?status=cancelled")) == 1 &&
 			len(searchIDs(t, th.base+"/ServiceRequest?status=revoked&identifier=PL-7001")) == 1
 	})
+	// An older event arriving late (a redelivery, a replayed dead letter)
+	// does not undo the cancellation.
+	var sr map[string]any
+	get(t, th.base+"/ServiceRequest?identifier=PL-7001", &sr)
+	srID := dig(sr, "entry", 0, "resource", "id").(string)
+	orderID, _ := strconv.ParseInt(strings.TrimPrefix(srID, "order-"), 10, 64)
+	stale, err := events.New("test", events.TypeOrderScheduled, "PL-7001", risbridge.OrderEvent{
+		Order: risbridge.Order{ID: orderID, OrderControl: "NW", Status: "SC", PlacerOrderNumber: "PL-7001", StudyInstanceUID: studyUID,
+			Patient: risbridge.PatientRef{PatientID: "TEST-7001", IssuerOfPatientID: "TESTHOSP"}},
+		MessageType: "ORM^O01"}, "stale-replay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := th.rt.Bus.Publish(t.Context(), stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stale event handled", 10*time.Second, func() bool {
+		c, err := th.rt.Bus.JetStream().Consumer(t.Context(), ack.Stream, "fhir-orders")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.AckFloor.Stream >= ack.Sequence
+	})
+	if n := len(searchIDs(t, th.base+"/ServiceRequest?status=revoked&identifier=PL-7001")); n != 1 {
+		t.Errorf("a stale order event undid the cancellation")
+	}
+	if n := len(searchIDs(t, th.base+"/ImagingStudy?status=cancelled")); n != 1 {
+		t.Errorf("a stale order event undid the cancelled study")
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/events"
 	hisbridge "github.com/imaginghub/imaginghub/his-bridge"
+	"github.com/imaginghub/imaginghub/hl7intake"
 	"github.com/imaginghub/imaginghub/ingest"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
 )
@@ -45,11 +46,24 @@ func (f *FHIR) onOrder(ctx context.Context, e events.Event, _ events.Delivery) e
 	if err := json.Unmarshal(e.Data, &d); err != nil || d.ID == 0 {
 		return events.Permanent(fmt.Errorf("fhir: %s data: %v", e.Type, err))
 	}
-	subject, err := f.ensurePatient(ctx, PatientFromRef(d.Patient))
+	// The order as it stands now, not as this event saw it: a redelivered
+	// older event must not undo a newer change.
+	o := &d.Order
+	err := f.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+		cur, err := loadOrder(ctx, tx, d.ID, "", "")
+		if cur != nil {
+			o = cur
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	st, _, err := f.store.Put(ctx, ServiceRequest(&d.Order, subject))
+	subject, err := f.ensurePatient(ctx, PatientFromRef(o.Patient))
+	if err != nil {
+		return err
+	}
+	st, _, err := f.store.Put(ctx, ServiceRequest(o, subject))
 	if err != nil {
 		return err
 	}
@@ -68,6 +82,12 @@ func (f *FHIR) onPatient(ctx context.Context, e events.Event, _ events.Delivery)
 		return events.Permanent(fmt.Errorf("fhir: %s data: %w", e.Type, err))
 	}
 	in := PatientInput{Identifiers: d.Identifiers, Name: d.Name, BirthDate: d.BirthDate, Sex: d.Sex, Address: d.Address, Phone: d.Phone}
+	// The registry's record as it stands now, not as this event saw it.
+	if err := f.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+		return loadRegistryPatient(ctx, tx, d.ID, &in)
+	}); err != nil {
+		return err
+	}
 	id, err := f.patientIDFor(ctx, in.Identifiers, false)
 	if err != nil || id == "" {
 		return events.Permanent(fmt.Errorf("fhir: %s: patient without identifiers", e.Type))
@@ -259,7 +279,69 @@ func (f *FHIR) ensurePatient(ctx context.Context, in PatientInput) (string, erro
 
 const orderColumns = `id, placer_order_number, filler_order_number, accession_number, study_instance_uid,
 	requested_procedure_code, requested_procedure_text, requested_procedure_coding_scheme, status, order_control,
-	referring_provider, ordering_provider, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex`
+	referring_provider, ordering_provider, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex,
+	priority, reason, created_at`
+
+// loadRegistryPatient reads a patient of the his-bridge's registry
+// (shared catalog tables) into in; a patient it does not have leaves in
+// as it is.
+func loadRegistryPatient(ctx context.Context, q catalog.Querier, id int64, in *PatientInput) error {
+	if id == 0 {
+		return nil
+	}
+	var p PatientInput
+	a := &p.Address
+	err := q.QueryRowContext(ctx, `SELECT family_name, given_name, middle_name, name_suffix, name_prefix, birth_date, sex,
+		address_street, address_other, address_city, address_state, address_postal_code, address_country, phone
+		FROM registry_patients WHERE id = ?`, id).Scan(&p.Name.Family, &p.Name.Given, &p.Name.Middle, &p.Name.Suffix, &p.Name.Prefix,
+		&p.BirthDate, &p.Sex, &a.Street, &a.Other, &a.City, &a.State, &a.PostalCode, &a.Country, &p.Phone)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fhir: registry patient: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT id_number, assigning_authority, identifier_type_code FROM registry_patient_identifiers WHERE patient_ref = ? ORDER BY id_number, assigning_authority`, id)
+	if err != nil {
+		return fmt.Errorf("fhir: registry identifiers: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i hisbridge.Identifier
+		if err := rows.Scan(&i.IDNumber, &i.AssigningAuthority, &i.IdentifierTypeCode); err != nil {
+			return err
+		}
+		p.Identifiers = append(p.Identifiers, i)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Keep the event's order of identifiers (the first names the
+	// resource) for those the registry still has.
+	if len(in.Identifiers) > 0 {
+		var ordered []hisbridge.Identifier
+		have := map[[2]string]bool{}
+		for _, i := range p.Identifiers {
+			have[[2]string{i.IDNumber, i.AssigningAuthority}] = true
+		}
+		for _, i := range in.Identifiers {
+			k := [2]string{i.IDNumber, i.AssigningAuthority}
+			if have[k] {
+				ordered = append(ordered, i)
+				delete(have, k)
+			}
+		}
+		for _, i := range p.Identifiers {
+			if have[[2]string{i.IDNumber, i.AssigningAuthority}] {
+				ordered = append(ordered, i)
+			}
+		}
+		p.Identifiers = ordered
+	}
+	p.ReplacedBy, p.Replaces = in.ReplacedBy, in.Replaces
+	*in = p
+	return nil
+}
 
 // loadOrder reads the order a study fulfils from the ris-bridge's orders
 // (shared catalog tables): by id when reconciliation named one, else by
@@ -275,15 +357,25 @@ func loadOrder(ctx context.Context, q catalog.Querier, orderID int64, studyUID, 
 		row = q.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE study_instance_uid = ? ORDER BY id DESC LIMIT 1`, studyUID)
 	}
 	var o risbridge.Order
+	var created any
 	err := row.Scan(&o.ID, &o.PlacerOrderNumber, &o.FillerOrderNumber, &o.AccessionNumber, &o.StudyInstanceUID,
 		&o.RequestedProcedure.Code, &o.RequestedProcedure.Text, &o.RequestedProcedure.CodingScheme, &o.Status, &o.OrderControl,
 		&o.ReferringProvider, &o.OrderingProvider, &o.Patient.PatientID, &o.Patient.IssuerOfPatientID, &o.Patient.PatientName,
-		&o.Patient.PatientBirthDate, &o.Patient.PatientSex)
+		&o.Patient.PatientBirthDate, &o.Patient.PatientSex, &o.Priority, &o.Reason, &created)
+	o.CreatedAt = hl7intake.ScanTime(created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fhir: order of study: %w", err)
+		return nil, fmt.Errorf("fhir: order: %w", err)
+	}
+	var start string
+	err = q.QueryRowContext(ctx, `SELECT scheduled_start FROM order_steps WHERE order_ref = ? ORDER BY step_index LIMIT 1`, o.ID).Scan(&start)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("fhir: order steps: %w", err)
+	}
+	if start != "" {
+		o.Steps = []risbridge.Step{{ScheduledStart: start}}
 	}
 	return &o, nil
 }
