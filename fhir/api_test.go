@@ -183,6 +183,7 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/ImagingStudy?_count=lots", "", "", 400, "invalid"},
 		{"GET", "/ImagingStudy?started=yesterday", "", "", 400, "invalid"},
 		{"GET", "/ImagingStudy?started=ne2025-01-01", "", "", 400, "invalid"},
+		{"GET", "/ImagingStudy?_sort=started", "", "", 400, "invalid"},
 		{"GET", "/ImagingStudy", "", "application/fhir+xml", 406, "not-supported"},
 		{"POST", "/Subscription", `{"resourceType": "Subscription", "status": `, "", 400, "structure"},
 		{"POST", "/Subscription", `{"resourceType": "Subscription", "status": "active"}`, "", 400, "structure"},

@@ -155,6 +155,9 @@ func (f *FHIR) Name() string { return "fhir" }
 // starts the projection consumers, one push consumer per target and the
 // notification consumer.
 func (f *FHIR) Start(ctx context.Context) error {
+	if f.opts.DICOMwebURL == "" && f.opts.BaseURL == "" {
+		f.log.Warn("neither dicomweb.public_url nor fhir.base_url is set: the Endpoint resource names the listen address, which EMRs may not reach")
+	}
 	if addr := f.dicomwebURL(); addr != "" {
 		if _, _, err := f.store.Put(ctx, Endpoint(addr)); err != nil {
 			return fmt.Errorf("fhir: endpoint: %w", err)

@@ -323,8 +323,10 @@ func conditionalURL(res proto.Message) string {
 	case *ispb.ImagingStudy:
 		return "ImagingStudy?identifier=" + url.QueryEscape(systemDICOMUID+"|urn:oid:"+r.GetId().GetValue())
 	case *drpb.DiagnosticReport:
-		id := r.GetIdentifier()[0]
-		return "DiagnosticReport?identifier=" + url.QueryEscape(id.GetSystem().GetValue()+"|"+id.GetValue().GetValue())
+		if len(r.GetIdentifier()) > 0 {
+			id := r.GetIdentifier()[0]
+			return "DiagnosticReport?identifier=" + url.QueryEscape(id.GetSystem().GetValue()+"|"+id.GetValue().GetValue())
+		}
 	}
 	return ResourceType(res)
 }

@@ -307,8 +307,19 @@ func (q *Query) add(defs map[string]searchParam, name, raw string) error {
 		}
 		q.Offset = n
 		return nil
-	case "_format", "_pretty", "_summary", "_total", "_sort":
-		// _sort: results always come newest first (meta.lastUpdated).
+	case "_format", "_pretty", "_total":
+		return nil
+	case "_summary":
+		if raw != "false" {
+			return fmt.Errorf("%w: _summary=%s is not supported", ErrBadSearch, raw)
+		}
+		return nil
+	case "_sort":
+		// Results always come newest first; asking for that is fine,
+		// asking for another order is not silently ignored.
+		if raw != "-_lastUpdated" {
+			return fmt.Errorf("%w: _sort %q is not supported (results are sorted by -_lastUpdated)", ErrBadSearch, raw)
+		}
 		return nil
 	case "_id":
 		ids := strings.Split(raw, ",")
