@@ -326,6 +326,11 @@ func CapabilityStatement(base string) *cspb.CapabilityStatement {
 		inter := []string{"READ", "VREAD", "SEARCH_TYPE"}
 		if typ == "Subscription" {
 			inter = append(inter, "CREATE", "UPDATE", "DELETE")
+			// Subscriptions Backport IG: the topics this server offers.
+			res.Extension = append(res.Extension, &dpb.Extension{
+				Url:   furi(backportBase + "capabilitystatement-subscriptiontopic-canonical"),
+				Value: &dpb.Extension_ValueX{Choice: &dpb.Extension_ValueX_Canonical{Canonical: &dpb.Canonical{Value: TopicImagingStudy}}},
+			})
 		}
 		for _, i := range inter {
 			res.Interaction = append(res.Interaction, &cspb.CapabilityStatement_Rest_Resource_ResourceInteraction{
