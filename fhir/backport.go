@@ -3,6 +3,7 @@ package fhir
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	subpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/subscription_go_proto"
 
 	"github.com/imaginghub/imaginghub/catalog"
+	"github.com/imaginghub/imaginghub/events"
 )
 
 // Topic-based subscriptions on R4, as the Subscriptions R5 Backport IG
@@ -89,6 +91,63 @@ func checkPayloadContent(s *subpb.Subscription) error {
 	default:
 		return fmt.Errorf("%w: payload content %q (want empty, id-only or full-resource)", errUnprocessable, c)
 	}
+}
+
+// queueHandshake queues the handshake of a topic-based subscription just
+// stored as requested.
+func (f *FHIR) queueHandshake(ctx context.Context, s *subpb.Subscription, st Stored) error {
+	if s.GetStatus().GetValue() != cpb.SubscriptionStatusCode_REQUESTED {
+		return nil
+	}
+	b, _ := json.Marshal(notifyJob{Subscription: st.ID, Handshake: true, VersionID: st.VersionID})
+	msgID := events.ID("fhir.handshake", st.ID, strconv.FormatInt(st.VersionID, 10))
+	if _, err := f.rt.Bus.PublishRaw(ctx, notifySubjectRoot+"rest-hook", msgID, b, nil); err != nil {
+		return fmt.Errorf("fhir: queue handshake: %w", err)
+	}
+	return nil
+}
+
+// handshake sends the handshake Bundle: a SubscriptionStatus of type
+// handshake, no event. Its success makes the subscription active.
+func (f *FHIR) handshake(ctx context.Context, sub *subpb.Subscription, topic string) error {
+	var n int64
+	err := f.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+		err := tx.QueryRowContext(ctx, `SELECT events FROM fhir_subscription_events WHERE subscription_id = ?`, sub.GetId().GetValue()).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	b := TopicNotification(f.publicBase(), sub, topic, "", "", n, time.Now(), payloadEmpty, nil)
+	params := b.GetEntry()[0].GetResource().GetParameters()
+	var kept []*parpb.Parameters_Parameter
+	for _, p := range params.GetParameter() {
+		switch p.GetName().GetValue() {
+		case "notification-event":
+			continue
+		case "type":
+			p = param("type", pCode("handshake"))
+		case "status":
+			p = param("status", pCode("requested"))
+		}
+		kept = append(kept, p)
+	}
+	params.Parameter = kept
+	body, err := Marshal(b)
+	if err != nil {
+		return err
+	}
+	return f.deliverType(ctx, http.MethodPost, sub.GetChannel().GetEndpoint().GetValue(), body, sub.GetChannel().GetPayload().GetValue(), sub.GetChannel().GetHeader())
+}
+
+func (f *FHIR) publicBase() string {
+	if b := strings.TrimRight(f.opts.BaseURL, "/"); b != "" {
+		return b
+	}
+	return "http://" + f.rt.Server.HTTPAddr() + "/fhir"
 }
 
 // eventNumber gives a notification its event number, once: a retried
@@ -207,11 +266,7 @@ func (f *FHIR) notifyTopic(ctx context.Context, sub *subpb.Subscription, topic s
 			return err
 		}
 	}
-	base := strings.TrimRight(f.opts.BaseURL, "/")
-	if base == "" {
-		base = "http://" + f.rt.Server.HTTPAddr() + "/fhir"
-	}
-	b, err := Marshal(TopicNotification(base, sub, topic, job.Type, job.ID, n, time.Now(), content, focus))
+	b, err := Marshal(TopicNotification(f.publicBase(), sub, topic, job.Type, job.ID, n, time.Now(), content, focus))
 	if err != nil {
 		return err
 	}

@@ -103,11 +103,15 @@ func (f *FHIR) readSubscription(w http.ResponseWriter, r *http.Request) (*subpb.
 		f.failErr(w, r, err)
 		return nil, false
 	}
-	// The hub accepts the subscription at once: it is active from now on
-	// (R4 Subscription.status: the server sets active), unless the client
-	// turns it off.
+	// The hub accepts a classic subscription at once: it is active from
+	// now on (R4 Subscription.status: the server sets active), unless the
+	// client turns it off. A topic-based one stays requested until its
+	// handshake got through (Backport IG, "Handshake").
 	if s.GetStatus().GetValue() != cpb.SubscriptionStatusCode_OFF {
 		s.Status = &subpb.Subscription_StatusCode{Value: cpb.SubscriptionStatusCode_ACTIVE}
+		if _, topic, _ := subscriptionCriteria(s); topic != "" {
+			s.Status = &subpb.Subscription_StatusCode{Value: cpb.SubscriptionStatusCode_REQUESTED}
+		}
 	}
 	s.Error = nil
 	return s, true
@@ -122,6 +126,9 @@ func (f *FHIR) createSubscription(w http.ResponseWriter, r *http.Request) {
 	rand.Read(b[:])
 	s.Id = fid(hex.EncodeToString(b[:]))
 	st, _, err := f.store.Put(r.Context(), s)
+	if err == nil {
+		err = f.queueHandshake(r.Context(), s, st)
+	}
 	if err != nil {
 		f.failErr(w, r, err)
 		return
@@ -140,6 +147,9 @@ func (f *FHIR) updateSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, _, err := f.store.Put(r.Context(), s)
+	if err == nil {
+		err = f.queueHandshake(r.Context(), s, st)
+	}
 	if err != nil {
 		f.failErr(w, r, err)
 		return
@@ -162,6 +172,8 @@ func (f *FHIR) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 // notifyJob is one notification to send.
 type notifyJob struct {
 	Subscription string `json:"subscription"`
+	// Handshake marks the handshake of a topic-based subscription.
+	Handshake bool `json:"handshake,omitempty"`
 	Type         string `json:"resourceType"`
 	ID           string `json:"id"`
 	VersionID    int64  `json:"versionId"`
@@ -240,7 +252,12 @@ func (f *FHIR) notify(ctx context.Context, d events.Delivery) error {
 		return nil
 	}
 	if _, topic, err := subscriptionCriteria(sub); err == nil && topic != "" {
-		serr := f.notifyTopic(ctx, sub, topic, job)
+		var serr error
+		if job.Handshake {
+			serr = f.handshake(ctx, sub, topic)
+		} else {
+			serr = f.notifyTopic(ctx, sub, topic, job)
+		}
 		if serr != nil {
 			f.log.WarnContext(ctx, "FHIR notification failed", "subscription", job.Subscription, "delivery", d.NumDelivered, "err", serr)
 		}

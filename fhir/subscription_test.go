@@ -124,14 +124,26 @@ func TestSubscriptionTopicBackport(t *testing.T) {
 	  "channel": {"type": "rest-hook", "endpoint": "` + srv.URL + `/topic", "payload": "application/fhir+json",
 	    "_payload": {"extension": [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content", "valueCode": "full-resource"}]}}}`
 	subID, _ := postSubscription(t, th.base, body)
+	// The handshake comes first and makes the subscription active.
+	waitFor(t, "handshake and active subscription", 10*time.Second, func() bool {
+		var got map[string]any
+		get(t, th.base+"/Subscription/"+subID, &got)
+		return hook.count() == 1 && got["status"] == "active"
+	})
+	hook.mu.Lock()
+	hs := hook.calls[0]
+	hook.mu.Unlock()
+	if cr, err := fhir.Unmarshal(hs.Raw); err != nil || !strings.Contains(string(hs.Raw), `"valueCode":"handshake"`) || len(cr.GetBundle().GetEntry()) != 1 {
+		t.Fatalf("handshake: %v %s", err, hs.Raw)
+	}
 
 	th.sendHL7(t, ormNW) // registered: filtered out
 	th.store(t, 1, studyOptions(1, "1", 1))
-	waitFor(t, "first topic notification", 10*time.Second, func() bool { return hook.count() >= 1 })
+	waitFor(t, "first topic notification", 10*time.Second, func() bool { return hook.count() >= 2 })
 	th.store(t, 1, studyOptions(2, "2", 2))
-	waitFor(t, "second topic notification", 10*time.Second, func() bool { return hook.count() >= 2 })
+	waitFor(t, "second topic notification", 10*time.Second, func() bool { return hook.count() >= 3 })
 	hook.mu.Lock()
-	calls := append([]received(nil), hook.calls...)
+	calls := append([]received(nil), hook.calls[1:]...)
 	hook.mu.Unlock()
 	for i, c := range calls[:2] {
 		cr, err := fhir.Unmarshal(c.Raw)
