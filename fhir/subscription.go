@@ -173,10 +173,10 @@ func (f *FHIR) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 type notifyJob struct {
 	Subscription string `json:"subscription"`
 	// Handshake marks the handshake of a topic-based subscription.
-	Handshake bool `json:"handshake,omitempty"`
-	Type         string `json:"resourceType"`
-	ID           string `json:"id"`
-	VersionID    int64  `json:"versionId"`
+	Handshake bool   `json:"handshake,omitempty"`
+	Type      string `json:"resourceType"`
+	ID        string `json:"id"`
+	VersionID int64  `json:"versionId"`
 }
 
 // queueNotifications queues a notification for every live subscription
