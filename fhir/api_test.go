@@ -16,6 +16,7 @@ import (
 
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 
+	"github.com/imaginghub/imaginghub/dicomfile/synth"
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/fhir"
 	risbridge "github.com/imaginghub/imaginghub/ris-bridge"
@@ -349,5 +350,51 @@ func TestOrderCancelled(t *testing.T) {
 	}
 	if n := len(searchIDs(t, th.base+"/ImagingStudy?status=cancelled")); n != 1 {
 		t.Errorf("a stale order event undid the cancelled study")
+	}
+}
+
+// ih.study.reconciled (as workflow emits it) links a study that arrived
+// without a matching accession to its order and patient: basedOn and
+// subject follow.
+func TestReconciledStudy(t *testing.T) {
+	need(t, "storescu")
+	th := startHub(t, testConfig(t), fhir.Options{})
+	th.sendHL7(t, ormNW)
+	var sr map[string]any
+	waitFor(t, "the order", 10*time.Second, func() bool {
+		sr = nil
+		get(t, th.base+"/ServiceRequest?identifier=PL-7001", &sr)
+		return len(entriesOrNone(sr)) == 1
+	})
+	orderID, _ := strconv.ParseInt(strings.TrimPrefix(dig(sr, "entry", 0, "resource", "id").(string), "order-"), 10, 64)
+	other := "1.2.826.0.1.3680043.10.543.78" // neither its UID nor its accession is the order's
+	th.store(t, 1, synth.Options{Seed: 9, StudyInstanceUID: other, SeriesInstanceUID: other + ".1", PatientID: "WALKIN-1", AccessionNumber: "NOACC"})
+	waitFor(t, "the unmatched study", 10*time.Second, func() bool {
+		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", other)
+		return err == nil
+	})
+	rec, err := events.New("test", events.TypeStudyReconciled, other, map[string]any{
+		"studyInstanceUID": other, "orderId": orderID, "matchedBy": "operator", "reason": "matched",
+		"coercion": map[string]any{"patientID": "TEST-7001", "issuerOfPatientID": "TESTHOSP", "patientName": "Testpatient^Fhir"},
+	}, other, "reconciled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := th.rt.Bus.Publish(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	var is map[string]any
+	waitFor(t, "the study linked to its order", 10*time.Second, func() bool {
+		is = nil
+		get(t, th.base+"/ImagingStudy/"+other, &is)
+		return dig(is, "basedOn", 0, "reference") == fmt.Sprintf("ServiceRequest/order-%d", orderID)
+	})
+	var p map[string]any
+	get(t, th.base+"/"+dig(is, "subject", "reference").(string), &p)
+	if dig(p, "identifier", 0, "value") != "TEST-7001" {
+		t.Errorf("subject after reconciliation: %v", p)
+	}
+	if dig(is, "procedureCode", 0, "coding", 0, "code") != "CTCHEST" {
+		t.Errorf("procedureCode from the order: %v", dig(is, "procedureCode"))
 	}
 }
