@@ -51,6 +51,7 @@ func FuzzSubscription(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Subscription","status":"requested","reason":"r","criteria":"ImagingStudy?status=available","channel":{"type":"rest-hook","endpoint":"https://emr.example/hook","payload":"application/fhir+json","header":["Authorization: Bearer x"]}}`))
 	f.Add([]byte(`{"resourceType":"Subscription","status":"off","reason":"r","criteria":"DiagnosticReport?patient=p","channel":{"type":"rest-hook","endpoint":"http://h/"}}`))
 	f.Add([]byte(`{"resourceType":"Subscription","status":"active","criteria":"Observation?x=1","channel":{"type":"email"}}`))
+	f.Add([]byte(`{"resourceType":"Subscription","status":"requested","reason":"r","criteria":"http://imaginghub/SubscriptionTopic/imagingstudy","_criteria":{"extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria","valueString":"ImagingStudy?patient=Patient/p-1"}]},"channel":{"type":"rest-hook","endpoint":"https://emr.example/hook","payload":"application/fhir+json","_payload":{"extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content","valueCode":"id-only"}]}}}`))
 	f.Add([]byte(`{"resourceType": "Subscription", "status": `))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
