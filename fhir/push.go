@@ -291,7 +291,13 @@ func (f *FHIR) push(ctx context.Context, t *Target, cur Stored) (string, error) 
 		if err != nil {
 			return "", fmt.Errorf("patient: %w", err)
 		}
-		setSubject(res, ref(relativeRef(loc, "Patient")))
+		if r := relativeRef(loc, "Patient"); strings.HasPrefix(r, "Patient/") {
+			setSubject(res, ref(r))
+		} else if len(patient.Identifier) > 0 {
+			// The target did not say where it keeps the patient: name it
+			// by identifier instead (R4 §2.3.0.4 logical reference).
+			setSubject(res, identifierRef("Patient", outgoingPatient(patient).Identifier[0]))
+		}
 	}
 	return f.send(ctx, t, http.MethodPut, t.URL+"/"+cond, res, "")
 }
