@@ -271,3 +271,24 @@ func (tx *Tx) MarkStableAnnounced(ctx context.Context, studyInstanceUID string, 
 	_, err := tx.ExecContext(ctx, `UPDATE studies SET stable_announced = ? WHERE study_instance_uid = ?`, tx.Time(lastReceived), studyInstanceUID)
 	return err
 }
+
+// Scanner is a row being read (*sql.Row, *sql.Rows).
+type Scanner interface{ Scan(dest ...any) error }
+
+// Collect runs a query and scans every row with scan.
+func Collect[T any](ctx context.Context, q Querier, scan func(Scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

@@ -41,21 +41,9 @@ func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 	args = append(args, limit, offset)
 	out := []Patient{}
 	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
-		out = out[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT `+patientColumns+` FROM registry_patients WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
+		var err error
+		out, err = catalog.Collect(ctx, tx, scanPatient, `SELECT `+patientColumns+` FROM registry_patients WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			p, err := scanPatient(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			out = append(out, p)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for i := range out {

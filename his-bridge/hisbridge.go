@@ -417,9 +417,7 @@ type Patient struct {
 const patientColumns = `id, family_name, given_name, middle_name, name_suffix, name_prefix, birth_date, sex, address_street, address_other,
 	address_city, address_state, address_postal_code, address_country, phone, merged_into, created_at, updated_at`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanPatient(r scanner) (Patient, error) {
+func scanPatient(r catalog.Scanner) (Patient, error) {
 	var p Patient
 	var merged sql.NullInt64
 	var created, updated any

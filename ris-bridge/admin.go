@@ -21,9 +21,7 @@ const orderColumns = `id, order_control, status, placer_order_number, filler_ord
 	ordering_provider, referring_provider, reason, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
 	patient_sex, visit_number, created_at, updated_at`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanOrder(r scanner) (Order, error) {
+func scanOrder(r catalog.Scanner) (Order, error) {
 	var o Order
 	var created, updated any
 	err := r.Scan(&o.ID, &o.OrderControl, &o.Status, &o.PlacerOrderNumber, &o.FillerOrderNumber, &o.AccessionNumber,
@@ -101,21 +99,9 @@ func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
 	args = append(args, limit, offset)
 	out := []Order{}
 	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
-		out = out[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
+		var err error
+		out, err = catalog.Collect(ctx, tx, scanOrder, `SELECT `+orderColumns+` FROM orders WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			o, err := scanOrder(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			out = append(out, o)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for i := range out {
