@@ -71,7 +71,7 @@ func TestSameMessagesTwiceAcrossRestart(t *testing.T) {
 	sendAll(th)
 	sendAll(th)
 	waitCount(t, th.rt, processed, n)
-	th.events.wait(t, n)
+	th.events.Wait(t, n)
 	th.client.Close()
 	hubtest.Stop(t, th.rt)
 
@@ -116,7 +116,7 @@ func TestSameMessagesTwiceAcrossRestart(t *testing.T) {
 	// The new hub's event consumer starts from the stream's beginning:
 	// exactly n created events, no updates.
 	time.Sleep(200 * time.Millisecond)
-	evs := th.events.wait(t, n)
+	evs := th.events.Wait(t, n)
 	for _, e := range evs {
 		if e.Type != events.TypePatientCreated {
 			t.Fatalf("unexpected event %s", e.Type)
@@ -155,7 +155,7 @@ func TestMergeAndVisits(t *testing.T) {
 			t.Fatalf("ack %s: %s", ack.AckCode(), ack.Get("MSA-3"))
 		}
 	}
-	evs := th.events.wait(t, len(msgs))
+	evs := th.events.Wait(t, len(msgs))
 	want := []string{events.TypePatientCreated, events.TypePatientCreated, events.TypePatientMerged, events.TypePatientUpdated, events.TypePatientUpdated, events.TypePatientUpdated}
 	var datas []hisbridge.PatientEvent
 	for i, e := range evs {

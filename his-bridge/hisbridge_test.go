@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +22,7 @@ type testHub struct {
 	rt     *hub.Runtime
 	intake *hl7intake.Listener
 	client *hl7.Client
-	events *eventLog
+	events *hubtest.Recorder
 }
 
 func startHub(t *testing.T, cfg config.Config) *testHub {
@@ -45,49 +44,8 @@ func startHub(t *testing.T, cfg config.Config) *testHub {
 	})
 	th.client = &hl7.Client{Addr: th.intake.Addr(), Timeout: 10 * time.Second}
 	t.Cleanup(func() { th.client.Close() })
-	th.events = consumeEvents(t, th.rt, "ih.patient.>")
+	th.events = hubtest.Record(t, th.rt, "ih.patient.>")
 	return th
-}
-
-// eventLog collects events from the bus.
-type eventLog struct {
-	mu  sync.Mutex
-	evs []events.Event
-}
-
-func consumeEvents(t *testing.T, rt *hub.Runtime, filter string) *eventLog {
-	t.Helper()
-	el := &eventLog{}
-	c, err := rt.Bus.Consume(context.Background(), events.ConsumerSpec{Name: "test-" + fmt.Sprint(time.Now().UnixNano()), FilterSubjects: []string{filter}, Concurrency: 1},
-		func(_ context.Context, e events.Event, _ events.Delivery) error {
-			el.mu.Lock()
-			el.evs = append(el.evs, e)
-			el.mu.Unlock()
-			return nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	return el
-}
-
-// wait returns the events once n of them arrived.
-func (el *eventLog) wait(t *testing.T, n int) []events.Event {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		el.mu.Lock()
-		got := append([]events.Event(nil), el.evs...)
-		el.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d events, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func (th *testHub) send(t *testing.T, msg string) *hl7.Message {
@@ -145,7 +103,7 @@ func TestADTRegisterUpdateAndEvents(t *testing.T) {
 			checkACK(t, ack, req.Header(), tc.ackCode)
 		})
 	}
-	evs := th.events.wait(t, 3)
+	evs := th.events.Wait(t, 3)
 	wantTypes := []string{events.TypePatientCreated, events.TypePatientUpdated, events.TypePatientCreated}
 	for i, e := range evs[:3] {
 		if e.Type != wantTypes[i] {

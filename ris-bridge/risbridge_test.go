@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +22,7 @@ func seg(lines ...string) string { return strings.Join(lines, "\r") + "\r" }
 type testHub struct {
 	rt     *hub.Runtime
 	client *hl7.Client
-	mu     sync.Mutex
-	evs    []events.Event
+	events *hubtest.Recorder
 }
 
 func startHub(t *testing.T) *testHub {
@@ -46,35 +44,13 @@ func startHub(t *testing.T) *testHub {
 	})
 	th.client = &hl7.Client{Addr: l.Addr(), Timeout: 10 * time.Second}
 	t.Cleanup(func() { th.client.Close() })
-	c, err := th.rt.Bus.Consume(context.Background(), events.ConsumerSpec{Name: fmt.Sprintf("test-%d", time.Now().UnixNano()), FilterSubjects: []string{"ih.>"}},
-		func(_ context.Context, e events.Event, _ events.Delivery) error {
-			th.mu.Lock()
-			th.evs = append(th.evs, e)
-			th.mu.Unlock()
-			return nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	th.events = hubtest.Record(t, th.rt, "ih.>")
 	return th
 }
 
 func (th *testHub) waitEvents(t *testing.T, n int) []events.Event {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		th.mu.Lock()
-		got := append([]events.Event(nil), th.evs...)
-		th.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d events, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return th.events.Wait(t, n)
 }
 
 func (th *testHub) send(t *testing.T, msg string) *hl7.Message {

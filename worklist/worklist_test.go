@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,13 +31,12 @@ import (
 )
 
 type testHub struct {
-	rt    *hub.Runtime
-	in    *ingest.Ingest
-	wl    *worklist.Worklist
-	hl7   *hl7.Client
-	mu    sync.Mutex
-	evs   []events.Event
-	dicom string
+	rt     *hub.Runtime
+	in     *ingest.Ingest
+	wl     *worklist.Worklist
+	hl7    *hl7.Client
+	events *hubtest.Recorder
+	dicom  string
 }
 
 // startHub starts a hub with the DICOM listener and the worklist; with
@@ -79,35 +77,13 @@ func startHub(t *testing.T, withHL7 bool, opts worklist.Options) *testHub {
 		th.hl7 = &hl7.Client{Addr: l.Addr(), Timeout: 10 * time.Second}
 		t.Cleanup(func() { th.hl7.Close() })
 	}
-	c, err := th.rt.Bus.Consume(context.Background(), events.ConsumerSpec{Name: fmt.Sprintf("test-%d", time.Now().UnixNano()), FilterSubjects: []string{"ih.procedure.>"}},
-		func(_ context.Context, e events.Event, _ events.Delivery) error {
-			th.mu.Lock()
-			th.evs = append(th.evs, e)
-			th.mu.Unlock()
-			return nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	th.events = hubtest.Record(t, th.rt, "ih.procedure.>")
 	return th
 }
 
 func (th *testHub) waitEvents(t *testing.T, n int) []events.Event {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		th.mu.Lock()
-		got := append([]events.Event(nil), th.evs...)
-		th.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d procedure events, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return th.events.Wait(t, n)
 }
 
 func (th *testHub) send(t *testing.T, msg string) {
