@@ -234,8 +234,9 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	size := w.Written()
 	res = Result{Header: hdr, BlobKey: key, Size: size}
 
-	// The file's fsync and rename run while the catalog writes its rows;
-	// the rows commit only once the file is durable (StoreInstanceWhen).
+	// The file's fsync and rename run while the event is built (and, on
+	// PostgreSQL, while the catalog writes its rows); the rows commit only
+	// once the file is durable.
 	committed = true // Commit cleans up after itself on failure
 	blobDone := make(chan error, 1)
 	go func() { blobDone <- w.Commit(ctx, key) }()
@@ -284,7 +285,18 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 		discard()
 		return res, err
 	}
-	sr, err := s.Catalog.StoreInstanceWhen(ctx, record(req, hdr, key, size), s.Policy, blobReady, msg)
+	// PostgreSQL writers run side by side, so the rows are written while
+	// the file syncs and commit once it is durable. SQLite has one writer:
+	// holding it through the fsync would queue every other association
+	// behind this one's disk, so the file is made durable first.
+	ready := blobReady
+	if s.Catalog.Backend() == "sqlite" {
+		if berr := blobReady(); berr != nil {
+			return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, berr)
+		}
+		ready = nil
+	}
+	sr, err := s.Catalog.StoreInstanceWhen(ctx, record(req, hdr, key, size), s.Policy, ready, msg)
 	if berr := blobReady(); berr != nil {
 		return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, berr)
 	}
