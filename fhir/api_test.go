@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	ppb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/patient_go_proto"
 	"google.golang.org/protobuf/proto"
 
@@ -44,7 +46,7 @@ func entriesOrNone(b map[string]any) []any {
 // versions, search by every supported parameter, paging, and
 // OperationOutcomes for bad requests.
 func TestRESTReadAndSearch(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	th := startHub(t, testConfig(t), fhir.Options{})
 	th.sendHL7(t, ormNW)
 	waitFor(t, "ImagingStudy registered", 10*time.Second, func() bool {
@@ -357,7 +359,7 @@ func TestOrderCancelled(t *testing.T) {
 // without a matching accession to its order and patient: basedOn and
 // subject follow.
 func TestReconciledStudy(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	th := startHub(t, testConfig(t), fhir.Options{})
 	th.sendHL7(t, ormNW)
 	var sr map[string]any

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
 	"github.com/imaginghub/imaginghub/events"
@@ -130,19 +132,10 @@ func (th *testHub) sendHL7(t *testing.T, msg string) {
 	}
 }
 
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
-}
-
 // store sends n synthetic instances of one series with storescu.
 func (th *testHub) store(t *testing.T, n int, o synth.Options) {
 	t.Helper()
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	o.Rows, o.Columns = 16, 16
 	paths, err := synth.WriteStudy(t.TempDir(), n, o)
 	if err != nil {

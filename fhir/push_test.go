@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/fhir"
@@ -37,7 +39,7 @@ func studyOptions(seed int64, series string, number int) synth.Options {
 func TestPushToEMR(t *testing.T) {
 	for _, transaction := range []bool{false, true} {
 		t.Run(fmt.Sprintf("transaction=%v", transaction), func(t *testing.T) {
-			need(t, "storescu")
+			testenv.DCMTK(t, "storescu")
 			emr := newEMR(t)
 			th := startHub(t, testConfig(t), fhir.Options{Targets: []fhir.Target{emr.target("emr", transaction)}})
 
@@ -133,7 +135,7 @@ func assertOrdered(t *testing.T, rs []received) {
 // A target that is down gets every version afterwards, in order, also
 // across a restart of the hub while it is down.
 func TestTargetOutage(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	outage := time.Minute
 	if testing.Short() {
 		outage = 5 * time.Second
@@ -182,7 +184,7 @@ var _ = http.StatusOK
 // resource the target refuses (422) is dead-lettered at once without
 // holding up the next.
 func TestPushAuthAndRefusal(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	emr := newEMR(t)
 	emr.bearer = "static-token"
 	bearer := fhir.Target{Name: "bearer", URL: emr.srv.URL, Auth: fhir.AuthBearer, Token: "static-token"}

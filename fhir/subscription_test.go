@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/fhir"
 )
 
@@ -35,7 +37,7 @@ func postSubscription(t *testing.T, base, body string) (string, map[string]any) 
 // status error with the reason while the subscriber fails and active again
 // after, and delete.
 func TestSubscriptionsRestHook(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	th := startHub(t, testConfig(t), fhir.Options{})
 	idOnly, full := &hookRecorder{}, &hookRecorder{}
 	hookA := httptest.NewServer(idOnly)
@@ -111,7 +113,7 @@ func TestSubscriptionsRestHook(t *testing.T) {
 // ImagingStudy topic with a filter, full-resource content; notifications
 // are history Bundles with a SubscriptionStatus and numbered events.
 func TestSubscriptionTopicBackport(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	th := startHub(t, testConfig(t), fhir.Options{})
 	hook := &hookRecorder{}
 	srv := httptest.NewServer(hook)
@@ -186,7 +188,7 @@ func TestSubscriptionTopicBackport(t *testing.T) {
 // A notification queued while the subscriber is down reaches it after the
 // hub restarts.
 func TestNotificationSurvivesRestart(t *testing.T) {
-	need(t, "storescu")
+	testenv.DCMTK(t, "storescu")
 	cfg := testConfig(t)
 	opts := fhir.Options{NotifyAttempts: 1000, NotifyBackOff: []time.Duration{200 * time.Millisecond}}
 	th := startHub(t, cfg, opts)

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imaginghub/imaginghub/config"
@@ -46,30 +48,12 @@ func startHub(t *testing.T, cfg config.Config) (*hub.Runtime, *ingest.Ingest) {
 	return rt, in
 }
 
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
-}
-
 func hostPort(t *testing.T, addr string) (string, string) {
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h, p
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // writeStudy writes n synthetic CT instances of one study.
@@ -98,24 +82,24 @@ func jpegInstance(t *testing.T, studyUID string) string {
 	jpeg.Encode(&buf, img, nil)
 	os.WriteFile(jpg, buf.Bytes(), 0o600)
 	out := filepath.Join(dir, "sc.dcm")
-	run(t, "img2dcm", "-k", "PatientName=TEST^JPEG", "-k", "PatientID=SYNJPEG", "-k", "StudyInstanceUID="+studyUID,
+	testenv.Run(t, "img2dcm", "-k", "PatientName=TEST^JPEG", "-k", "PatientID=SYNJPEG", "-k", "StudyInstanceUID="+studyUID,
 		"-k", "Modality=OT", jpg, out)
 	return out
 }
 
 func TestEchoAndStoreWithDCMTK(t *testing.T) {
-	need(t, "echoscu", "storescu", "img2dcm")
+	testenv.DCMTK(t, "echoscu", "storescu", "img2dcm")
 	rt, in := startHub(t, hubtest.Config(t))
 	host, port := hostPort(t, in.Addr())
-	run(t, "echoscu", "-aec", "IMAGINGHUB", host, port)
+	testenv.Run(t, "echoscu", "-aec", "IMAGINGHUB", host, port)
 
 	study := dicomfile.NewUID()
 	paths := writeStudy(t, 5, synth.Options{Seed: 1, StudyInstanceUID: study})
 	// -xi proposes Implicit VR LE, the synthetic files' own syntax, so nothing is converted
 	// on the way; -xy proposes JPEG Baseline for the img2dcm file.
-	run(t, "storescu", append([]string{"-xi", "-aec", "IMAGINGHUB", "-aet", "CT01", host, port}, paths...)...)
+	testenv.Run(t, "storescu", append([]string{"-xi", "-aec", "IMAGINGHUB", "-aet", "CT01", host, port}, paths...)...)
 	jpg := jpegInstance(t, study)
-	run(t, "storescu", "-xy", "-aec", "IMAGINGHUB", "-aet", "CT01", host, port, jpg)
+	testenv.Run(t, "storescu", "-xy", "-aec", "IMAGINGHUB", "-aet", "CT01", host, port, jpg)
 	paths = append(paths, jpg)
 
 	ctx := context.Background()
@@ -158,10 +142,10 @@ func TestEchoAndStoreWithDCMTK(t *testing.T) {
 		f := filepath.Join(t.TempDir(), "stored.dcm")
 		os.WriteFile(f, stored, 0o600)
 		if _, err := exec.LookPath("dcmdump"); err == nil {
-			run(t, "dcmdump", "-q", f)
+			testenv.Run(t, "dcmdump", "-q", f)
 		}
 	}
-	if sm := strings.TrimSpace(run(t, "dcmdump", "-q", "+P", "0002,0010", mustBlobFile(t, rt, paths[5]))); !strings.Contains(sm, "JPEGBaseline") {
+	if sm := strings.TrimSpace(testenv.Run(t, "dcmdump", "-q", "+P", "0002,0010", mustBlobFile(t, rt, paths[5]))); !strings.Contains(sm, "JPEGBaseline") {
 		t.Errorf("JPEG instance stored with %q", sm)
 	}
 }
@@ -452,7 +436,7 @@ func TestStudyStable(t *testing.T) {
 
 // The hub's SCU stores into DCMTK storescp.
 func TestHubSCUStoresIntoStorescp(t *testing.T) {
-	need(t, "storescp")
+	testenv.DCMTK(t, "storescp")
 	out := t.TempDir()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/dicomfile"
@@ -24,35 +26,6 @@ import (
 	"github.com/imaginghub/imaginghub/ingest"
 	"github.com/imaginghub/imaginghub/qr"
 )
-
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p
-}
 
 // archive is a running hub with ingest and Q/R, holding two synthetic
 // studies stored through the hub's DICOM port, and a third, catalogued
@@ -69,8 +42,8 @@ type archive struct {
 
 func startArchive(t *testing.T) *archive {
 	t.Helper()
-	need(t, "storescu", "storescp", "findscu", "movescu", "getscu", "dcmdump")
-	a := &archive{storeDir: t.TempDir(), storePort: freePort(t)}
+	testenv.DCMTK(t, "storescu", "storescp", "findscu", "movescu", "getscu", "dcmdump")
+	a := &archive{storeDir: t.TempDir(), storePort: testenv.FreePort(t)}
 	// The C-MOVE destination: DCMTK storescp in a temporary directory.
 	scp := exec.Command("storescp", "-aet", "STORESCP", "-od", a.storeDir, a.storePort)
 	if err := scp.Start(); err != nil {
@@ -111,7 +84,7 @@ func startArchive(t *testing.T) *archive {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run(t, "storescu", append([]string{"-aec", "IMAGINGHUB", "-aet", "MODALITY", a.host, a.port}, paths...)...)
+		testenv.Run(t, "storescu", append([]string{"-aec", "IMAGINGHUB", "-aet", "MODALITY", a.host, a.port}, paths...)...)
 		res, err := a.rt.Catalog.Search(context.Background(), catalog.Query{Level: catalog.StudyLevel, Filters: map[string]string{"PatientID": s.id}})
 		if err != nil || len(res) != 1 {
 			t.Fatalf("stored study %s: %d results, %v", s.id, len(res), err)
@@ -137,7 +110,7 @@ func startArchive(t *testing.T) *archive {
 // by keyword.
 func dump(t *testing.T, path string) map[string]string {
 	t.Helper()
-	out := run(t, "dcmdump", "-q", "+U8", "-Un", path)
+	out := testenv.Run(t, "dcmdump", "-q", "+U8", "-Un", path)
 	vals := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
@@ -167,7 +140,7 @@ func (a *archive) findscu(t *testing.T, model string, keys ...string) []map[stri
 	for _, k := range keys {
 		args = append(args, "-k", k)
 	}
-	run(t, "findscu", args...)
+	testenv.Run(t, "findscu", args...)
 	files, _ := filepath.Glob(filepath.Join(dir, "rsp*.dcm"))
 	slices.Sort(files)
 	var out []map[string]string
@@ -414,7 +387,7 @@ func TestGetWithDCMTK(t *testing.T) {
 			for _, k := range tc.keys {
 				args = append(args, "-k", k)
 			}
-			run(t, "getscu", args...)
+			testenv.Run(t, "getscu", args...)
 			got := files(t, dir)
 			if len(got) != tc.want {
 				t.Fatalf("getscu wrote %d files, want %d", len(got), tc.want)
@@ -508,9 +481,9 @@ func TestGetReencodesLittleEndian(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, "storescu", "-xi", "-aec", "IMAGINGHUB", a.host, a.port, paths[0])
+	testenv.Run(t, "storescu", "-xi", "-aec", "IMAGINGHUB", a.host, a.port, paths[0])
 	dir := t.TempDir()
-	run(t, "getscu", "-S", "-aec", "IMAGINGHUB", "-od", dir, a.host, a.port, "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study)
+	testenv.Run(t, "getscu", "-S", "-aec", "IMAGINGHUB", "-od", dir, a.host, a.port, "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study)
 	got := files(t, dir)
 	if len(got) != 1 {
 		t.Fatalf("getscu wrote %d files, want 1", len(got))

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
@@ -93,9 +95,9 @@ func TestKill9DuringForwarding(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: skipped with -short")
 	}
-	need(t, "storescu", "storescp")
+	testenv.DCMTK(t, "storescu", "storescp")
 	cfg := hubtest.Config(t)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	yaml := filepath.Join(t.TempDir(), "router.yaml")
 	os.WriteFile(yaml, []byte(fmt.Sprintf(`router:
   destinations:
@@ -115,7 +117,7 @@ func TestKill9DuringForwarding(t *testing.T) {
 	const n = 300
 	paths := writeStudy(t, n, synth.Options{Seed: 6, StudyInstanceUID: dicomfile.NewUID(), Rows: 64, Columns: 64})
 	host, p, _ := strings.Cut(addr, ":")
-	run(t, "storescu", append([]string{"-xi", "-aec", "IMAGINGHUB", host, p}, paths...)...)
+	testenv.Run(t, "storescu", append([]string{"-xi", "-aec", "IMAGINGHUB", host, p}, paths...)...)
 
 	scp := startStorescp(t, "PACS", port, "")
 	for len(scp.received(t)) < 20 {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
@@ -30,35 +32,6 @@ import (
 	"github.com/imaginghub/imaginghub/ingest"
 	"github.com/imaginghub/imaginghub/router"
 )
-
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p
-}
 
 // storescp is a DCMTK storescp writing every received instance to its own
 // file (+uf: unique names, so a duplicate shows as a second file) exactly
@@ -71,7 +44,7 @@ type storescp struct {
 func startStorescp(t *testing.T, aet, port, dir string, extra ...string) *storescp {
 	t.Helper()
 	if port == "" {
-		port = freePort(t)
+		port = testenv.FreePort(t)
 	}
 	if dir == "" {
 		dir = t.TempDir()
@@ -191,7 +164,7 @@ func hubWithRouter(t *testing.T, cfg config.Config, opts router.Options) (*hub.R
 func storescu(t *testing.T, in *ingest.Ingest, aet, tsFlag string, files ...string) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(in.Addr())
-	run(t, "storescu", append([]string{tsFlag, "-aec", "IMAGINGHUB", "-aet", aet, host, port}, files...)...)
+	testenv.Run(t, "storescu", append([]string{tsFlag, "-aec", "IMAGINGHUB", "-aet", aet, host, port}, files...)...)
 }
 
 func writeStudy(t *testing.T, n int, o synth.Options) []string {
@@ -217,7 +190,7 @@ func jpegInstance(t *testing.T, studyUID string) string {
 	jpeg.Encode(&buf, img, nil)
 	os.WriteFile(filepath.Join(dir, "in.jpg"), buf.Bytes(), 0o600)
 	out := filepath.Join(dir, "sc.dcm")
-	run(t, "img2dcm", "-k", "PatientName=TEST^JPEG", "-k", "PatientID=SYNJPEG", "-k", "StudyInstanceUID="+studyUID,
+	testenv.Run(t, "img2dcm", "-k", "PatientName=TEST^JPEG", "-k", "PatientID=SYNJPEG", "-k", "StudyInstanceUID="+studyUID,
 		"-k", "Modality=OT", filepath.Join(dir, "in.jpg"), out)
 	return out
 }
@@ -257,7 +230,7 @@ func keys(m map[string][]string) []string {
 }
 
 func TestForwardByRules(t *testing.T) {
-	need(t, "storescu", "storescp", "img2dcm")
+	testenv.DCMTK(t, "storescu", "storescp", "img2dcm")
 	a := startStorescp(t, "DEST_A", "", "")
 	b := startStorescp(t, "DEST_B", "", "", "+xa")
 	mrArchive := startStorescp(t, "DEST_MR", "", "", "+xa")
@@ -408,12 +381,12 @@ func scrape(t *testing.T, rt *hub.Runtime) string {
 // data while the backlog drains, and a job for an instance already
 // delivered is queued again: every instance arrives exactly once.
 func TestOutageAndRestart(t *testing.T) {
-	need(t, "storescu", "storescp")
+	testenv.DCMTK(t, "storescu", "storescp")
 	outage := time.Minute
 	if testing.Short() {
 		outage = 5 * time.Second
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	dir := t.TempDir()
 	cfg := hubtest.Config(t)
 	cfg.Router = config.Router{
@@ -528,8 +501,8 @@ func destinationStatus(t *testing.T, rt *hub.Runtime, name string) router.Destin
 // operator pauses and resumes it, and once it accepts JPEG retries one
 // dead letter and discards the other.
 func TestAdminAPI(t *testing.T) {
-	need(t, "storescu", "storescp", "img2dcm")
-	port := freePort(t)
+	testenv.DCMTK(t, "storescu", "storescp", "img2dcm")
+	port := testenv.FreePort(t)
 	dir := t.TempDir()
 	scp := startStorescp(t, "NARROW", port, dir)
 	cfg := hubtest.Config(t)
@@ -620,7 +593,7 @@ func TestAdminAPI(t *testing.T) {
 // Endian only gets an instance stored Explicit VR Little Endian re-encoded,
 // with the same data set as the Implicit encoding of the same instance.
 func TestFallbackToImplicit(t *testing.T) {
-	need(t, "storescu", "storescp")
+	testenv.DCMTK(t, "storescu", "storescp")
 	scp := startStorescp(t, "IMPLICIT", "", "", "+xi")
 	cfg := hubtest.Config(t)
 	cfg.Router = config.Router{

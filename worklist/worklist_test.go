@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/internal/testenv"
+
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomjson"
 	"github.com/imaginghub/imaginghub/dicomnet"
@@ -131,15 +133,6 @@ func (th *testHub) dial(t *testing.T) *dicomnet.Association {
 	return as
 }
 
-func needDCMTK(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (Debian package dcmtk)", tool)
-		}
-	}
-}
-
 // findscu runs DCMTK findscu -W with the keys and reads the responses it
 // extracted to files.
 func findscu(t *testing.T, addr string, extra []string, keys ...string) []dicomjson.DataSet {
@@ -235,7 +228,7 @@ func orders(today, tomorrow string) (ormCT, omiMR, ormTomorrow, ormCancel, adt s
 }
 
 func TestOrdersToWorklistWithFindscu(t *testing.T) {
-	needDCMTK(t, "findscu")
+	testenv.DCMTK(t, "findscu")
 	th := startHub(t, true, worklist.Options{})
 	now := time.Now()
 	today, tomorrow := now.Format("20060102"), now.AddDate(0, 0, 1).Format("20060102")
