@@ -67,17 +67,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component: it starts consuming ADT messages.
 func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := b.rt.StartConsumer(ctx, events.ConsumerSpec{
-		Name:        ConsumerName,
-		Description: "patient registry from ADT",
-		Stream:      hl7intake.StreamName,
-		// One filter subject: NATS servers before 2.10 take no more.
-		FilterSubjects: []string{hl7intake.DomainFilter(Domain)},
-		MaxDeliver:     b.MaxDeliver,
-		BackOff:        b.BackOff,
-		// Messages about one patient must apply in the order sent.
-		Concurrency: 1,
-	}, nil, b.handle, hl7intake.StreamSpec())
+	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "patient registry from ADT", Domain, b.MaxDeliver, b.BackOff, b.handle)
 	if err != nil {
 		return err
 	}

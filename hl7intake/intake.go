@@ -363,3 +363,22 @@ func Decode(d events.Delivery) (*hl7.Message, string, error) {
 	}
 	return msg, key, nil
 }
+
+// ConsumeDomain starts the durable consumer name of one domain's accepted
+// messages (StreamName, subject DomainFilter(domain)) on rt. Messages are
+// handled one at a time, in the order they were acknowledged, since a
+// patient's or an order's messages must apply in the order sent; zero
+// maxDeliver and backOff take the events package defaults. Stop it with
+// hub.StopConsumer.
+func ConsumeDomain(ctx context.Context, rt *hub.Runtime, name, description, domain string, maxDeliver int, backOff []time.Duration, h events.RawHandler) (*events.Consumer, error) {
+	return rt.StartConsumer(ctx, events.ConsumerSpec{
+		Name:        name,
+		Description: description,
+		Stream:      StreamName,
+		// One filter subject: NATS servers before 2.10 take no more.
+		FilterSubjects: []string{DomainFilter(domain)},
+		MaxDeliver:     maxDeliver,
+		BackOff:        backOff,
+		Concurrency:    1,
+	}, nil, h, StreamSpec())
+}

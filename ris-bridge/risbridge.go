@@ -76,16 +76,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component.
 func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := b.rt.StartConsumer(ctx, events.ConsumerSpec{
-		Name:           ConsumerName,
-		Description:    "orders and reports from ORM, OMI and ORU",
-		Stream:         hl7intake.StreamName,
-		FilterSubjects: []string{hl7intake.DomainFilter(Domain)},
-		MaxDeliver:     b.MaxDeliver,
-		BackOff:        b.BackOff,
-		// An order's NW, changes and report must apply in the order sent.
-		Concurrency: 1,
-	}, nil, b.handle, hl7intake.StreamSpec())
+	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "orders and reports from ORM, OMI and ORU", Domain, b.MaxDeliver, b.BackOff, b.handle)
 	if err != nil {
 		return err
 	}
