@@ -274,19 +274,8 @@ func frameFragments(items []fragment, frames int, ts string, ra io.ReaderAt) ([]
 
 // frames serves WADO-RS Retrieve Frames (PS3.18 §10.4.1.1.3).
 func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, err := pathUIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	list, err := s.instances(r.Context(), study, series, instance)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	o, err := s.open(r.Context(), list[0])
-	if err != nil {
-		s.fail(w, r, err)
+	o, ok := s.openRequested(w, r)
+	if !ok {
 		return
 	}
 	defer o.Close()

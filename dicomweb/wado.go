@@ -159,6 +159,23 @@ var errDeflated = errorf(http.StatusNotImplemented, "values of a Deflated Explic
 
 // open opens an instance file and parses its header, keeping the
 // top-level elements before the pixel data.
+// openRequested opens the instance the request's path names (frames,
+// bulk data); on failure it has answered the request and ok is false.
+func (s *Service) openRequested(w http.ResponseWriter, r *http.Request) (o *opened, ok bool) {
+	study, series, instance, err := pathUIDs(r)
+	if err == nil {
+		var list []catalog.Instance
+		if list, err = s.instances(r.Context(), study, series, instance); err == nil {
+			o, err = s.open(r.Context(), list[0])
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return nil, false
+	}
+	return o, true
+}
+
 func (s *Service) open(ctx context.Context, in catalog.Instance) (*opened, error) {
 	b, err := s.rt.Blobs.Open(ctx, in.BlobKey)
 	if err != nil {
@@ -327,19 +344,8 @@ func (s *Service) instanceJSON(ctx context.Context, in catalog.Instance, base st
 // as multipart/related; type="application/octet-stream". Pixel data of an
 // encapsulated syntax goes out frame by frame in its compressed type.
 func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, err := pathUIDs(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	list, err := s.instances(r.Context(), study, series, instance)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	o, err := s.open(r.Context(), list[0])
-	if err != nil {
-		s.fail(w, r, err)
+	o, ok := s.openRequested(w, r)
+	if !ok {
 		return
 	}
 	defer o.Close()
