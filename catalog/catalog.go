@@ -71,6 +71,8 @@ type Catalog struct {
 
 	stmts  sync.Map // SQLite: query → *sql.Stmt prepared on the writer
 	nstmts atomic.Int64
+
+	group group // SQLite: the group commit queue of the writer
 }
 
 // Open connects to the catalog named by rawURL, applies pending schema
@@ -217,6 +219,9 @@ func (c *Catalog) Ping(ctx context.Context) error {
 
 // Close releases the connections. Operations after Close fail.
 func (c *Catalog) Close() error {
-	c.closeOnce.Do(func() { c.closeErr = c.closer() })
+	c.closeOnce.Do(func() {
+		c.stopGroup()
+		c.closeErr = c.closer()
+	})
 	return c.closeErr
 }

@@ -22,6 +22,16 @@ type Tx struct {
 	tx     *sql.Tx
 	outbox []OutboxMessage
 	misses []string // statements to prepare once the connection is free
+	// noCancel: statements ignore the caller's cancellation (group commit).
+	noCancel bool
+}
+
+// stmtCtx is the context a statement runs under.
+func (tx *Tx) stmtCtx(ctx context.Context) context.Context {
+	if tx.noCancel {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // maxCachedStmts bounds the SQLite statement cache.
@@ -71,6 +81,7 @@ func (tx *Tx) Backend() string { return tx.c.d.name }
 
 // ExecContext runs a statement in the transaction.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = tx.stmtCtx(ctx)
 	q := tx.c.d.rebind(query)
 	if s := tx.stmt(ctx, q); s != nil {
 		r, err := s.ExecContext(ctx, args...)
@@ -82,6 +93,7 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 
 // QueryContext runs a query in the transaction.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = tx.stmtCtx(ctx)
 	q := tx.c.d.rebind(query)
 	if s := tx.stmt(ctx, q); s != nil {
 		r, err := s.QueryContext(ctx, args...)
@@ -93,6 +105,7 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 
 // QueryRowContext runs a query expected to return at most one row.
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = tx.stmtCtx(ctx)
 	q := tx.c.d.rebind(query)
 	if s := tx.stmt(ctx, q); s != nil {
 		return s.QueryRowContext(ctx, args...)
@@ -148,6 +161,9 @@ func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 func (c *Catalog) inTxOnce(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	if c.d.name == "sqlite" {
+		return c.inGroupTx(ctx, fn)
+	}
 	sqlTx, err := c.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("catalog: begin: %w", c.d.wrap(err))

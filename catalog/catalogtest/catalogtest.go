@@ -38,6 +38,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"EmptyPatientID", testEmptyPatientID},
 		{"PatientMatching", testPatientMatching},
 		{"OutboxAtomicity", testOutboxAtomicity},
+		{"ConcurrentTxIsolation", testConcurrentTxIsolation},
 		{"OutboxPendingMarkPurge", testOutboxPendingMarkPurge},
 		{"OutboxClaim", testOutboxClaim},
 		{"NotFound", testNotFound},
@@ -596,6 +597,120 @@ func testOutboxAtomicity(t *testing.T, newDB NewDB) {
 	}()
 	if got := backlog(t, c); got != 3 {
 		t.Errorf("OutboxBacklog after panic = %d, want 3", got)
+	}
+}
+
+// testConcurrentTxIsolation runs many write transactions at once, some of
+// which fail, panic or were cancelled before they ran: each one commits or
+// rolls back alone, whatever the backend does to run them (SQLite commits
+// the ones that queue behind a running transaction together).
+func testConcurrentTxIsolation(t *testing.T, newDB NewDB) {
+	c := openNew(t, newDB)
+	ctx := ctxT(t)
+	errBoom := errors.New("deliberate failure")
+	insert := func(tx *catalog.Tx, id string) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO outbox (event_id, subject, payload, created_at) VALUES (?, ?, ?, ?)`,
+			id+"-direct", "ih.test", []byte("{}"), tx.Time(time.Now()))
+		return err
+	}
+
+	// The first transaction holds the writer while the others queue.
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- c.InTx(ctx, func(tx *catalog.Tx) error {
+			close(started)
+			<-release
+			tx.AppendOutbox(event("tx-first"))
+			return insert(tx, "tx-first")
+		})
+	}()
+	<-started
+
+	const n = 24
+	var (
+		wg     sync.WaitGroup
+		errs   [n]error
+		panics [n]any
+		want   = []string{"tx-first", "tx-first-direct"}
+	)
+	for i := range n {
+		id := fmt.Sprintf("tx-%02d", i)
+		switch {
+		case i%6 == 1, i%6 == 3, i == 5:
+		default:
+			want = append(want, id, id+"-direct")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { panics[i] = recover() }()
+			errs[i] = c.InTx(ctx, func(tx *catalog.Tx) error {
+				if err := insert(tx, id); err != nil {
+					return err
+				}
+				tx.AppendOutbox(event(id))
+				switch {
+				case i%6 == 1:
+					return errBoom
+				case i%6 == 3:
+					_, err := tx.ExecContext(ctx, `INSERT INTO no_such_table VALUES (1)`)
+					return err
+				case i == 5:
+					panic("deliberate panic")
+				}
+				return nil
+			})
+		}()
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	ranCancelled := false
+	cerr := c.InTx(cancelled, func(tx *catalog.Tx) error {
+		ranCancelled = true
+		return nil
+	})
+	time.Sleep(50 * time.Millisecond) // let the others queue; the checks below hold either way
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatalf("first transaction: %v", err)
+	}
+	if cerr == nil || ranCancelled {
+		t.Errorf("cancelled transaction: err = %v, ran = %v; want an error and no run", cerr, ranCancelled)
+	}
+	for i := range n {
+		switch {
+		case i == 5:
+			if panics[i] != "deliberate panic" {
+				t.Errorf("tx %d: panic = %v, want it raised in the caller", i, panics[i])
+			}
+		case i%6 == 1:
+			if !errors.Is(errs[i], errBoom) {
+				t.Errorf("tx %d: err = %v, want errBoom", i, errs[i])
+			}
+		case i%6 == 3:
+			if errs[i] == nil {
+				t.Errorf("tx %d: bad SQL committed", i)
+			}
+		default:
+			if errs[i] != nil || panics[i] != nil {
+				t.Errorf("tx %d: err = %v, panic = %v", i, errs[i], panics[i])
+			}
+		}
+	}
+	msgs, err := c.PendingOutbox(ctx, 1000)
+	if err != nil {
+		t.Fatalf("PendingOutbox: %v", err)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.EventID)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("committed outbox rows:\n got %q\nwant %q", got, want)
 	}
 }
 

@@ -1,0 +1,223 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Group commit (SQLite).
+//
+// SQLite has one writer, and with synchronous=FULL every commit writes the
+// pages it touched to the WAL and fsyncs it. Writers that arrive while a
+// transaction runs would each pay that in turn; instead they wait in a
+// queue, and the next transaction runs all of them, each inside its own
+// savepoint, and commits once. A function that fails is rolled back to its
+// savepoint alone and its caller gets the error; the others commit. Every
+// caller returns only after the commit that holds its writes (or with an
+// error, having written nothing): durability is the same as one
+// transaction each, the fsync and the shared pages are paid once per
+// group. A lone writer runs in a plain transaction, as before.
+//
+// Statements inside a group ignore their callers' cancellation: SQLite
+// answers an interrupted write by rolling back the whole transaction,
+// which would take the other callers' work with it. A caller whose context
+// ends before its turn gets ctx.Err() and writes nothing.
+
+// maxGroup bounds how many transactions one commit carries.
+const maxGroup = 64
+
+type groupJob struct {
+	ctx      context.Context
+	fn       func(tx *Tx) error
+	err      error
+	panicked any
+	done     chan struct{}
+}
+
+type group struct {
+	once sync.Once
+	mu   sync.RWMutex // held for reading while a job is queued; Close takes it to stop queueing
+	shut bool
+	jobs chan *groupJob
+	done chan struct{} // closed when the loop has run the last job
+
+	largest atomic.Int64 // the most jobs one transaction carried (tests)
+}
+
+// inGroupTx runs fn in the next group transaction and waits for its commit.
+func (c *Catalog) inGroupTx(ctx context.Context, fn func(tx *Tx) error) error {
+	g := &c.group
+	g.once.Do(func() {
+		g.jobs = make(chan *groupJob, maxGroup)
+		g.done = make(chan struct{})
+		go c.groupLoop()
+	})
+	j := &groupJob{ctx: ctx, fn: fn, done: make(chan struct{})}
+	g.mu.RLock()
+	if g.shut {
+		g.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case g.jobs <- j:
+		g.mu.RUnlock()
+	case <-ctx.Done():
+		g.mu.RUnlock()
+		return ctx.Err()
+	}
+	<-j.done
+	if j.panicked != nil {
+		panic(j.panicked)
+	}
+	return j.err
+}
+
+// stopGroup lets the queued jobs finish and stops the loop; for Close.
+func (c *Catalog) stopGroup() {
+	g := &c.group
+	g.mu.Lock()
+	started := g.jobs != nil && !g.shut
+	g.shut = true
+	g.mu.Unlock()
+	if started {
+		close(g.jobs)
+		<-g.done
+	}
+}
+
+func (c *Catalog) groupLoop() {
+	g := &c.group
+	defer close(g.done)
+	batch := make([]*groupJob, 0, maxGroup)
+	for j := range g.jobs {
+		batch = append(batch[:0], j)
+	fill:
+		for len(batch) < maxGroup {
+			select {
+			case j, ok := <-g.jobs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		c.runGroup(batch)
+		for _, j := range batch {
+			close(j.done)
+		}
+		clear(batch)
+	}
+}
+
+// runGroup runs the jobs in one transaction and sets each one's err.
+func (c *Catalog) runGroup(batch []*groupJob) {
+	ctx := context.Background()
+	live := batch[:0:0]
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			continue
+		}
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if n := int64(len(live)); n > c.group.largest.Load() {
+		c.group.largest.Store(n)
+	}
+	sqlTx, err := c.writer.BeginTx(ctx, nil)
+	if err != nil {
+		err = fmt.Errorf("catalog: begin: %w", c.d.wrap(err))
+		for _, j := range live {
+			j.err = err
+		}
+		return
+	}
+	tx := &Tx{c: c, tx: sqlTx, noCancel: true}
+	defer func() {
+		if len(tx.misses) > 0 {
+			c.prepareMisses(ctx, tx.misses)
+		}
+	}()
+	savepoints := len(live) > 1
+	var (
+		fatal error       // the transaction itself failed: nothing commits
+		ok    []*groupJob // jobs whose writes are in the transaction
+	)
+	for _, j := range live {
+		if savepoints {
+			if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT g"); err != nil {
+				fatal = fmt.Errorf("catalog: savepoint: %w", c.d.wrap(err))
+				break
+			}
+		}
+		tx.outbox = nil
+		j.err = runJob(j, tx)
+		if !savepoints {
+			if j.err == nil {
+				ok = append(ok, j)
+			}
+			break
+		}
+		if j.err != nil {
+			// ROLLBACK TO keeps the savepoint open; RELEASE ends it. If
+			// either fails the transaction is gone (SQLite rolls it back
+			// on some errors): nothing of the group may commit.
+			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO g"); err != nil {
+				fatal = fmt.Errorf("catalog: rollback to savepoint: %w", c.d.wrap(err))
+				break
+			}
+		}
+		if _, err := sqlTx.ExecContext(ctx, "RELEASE g"); err != nil {
+			fatal = fmt.Errorf("catalog: release savepoint: %w", c.d.wrap(err))
+			if j.err == nil {
+				j.err = fatal
+			}
+			break
+		}
+		if j.err == nil {
+			ok = append(ok, j)
+		}
+	}
+	if fatal != nil || len(ok) == 0 {
+		if err := sqlTx.Rollback(); err != nil {
+			c.log.DebugContext(ctx, "catalog group rollback", "err", err)
+		}
+		if fatal != nil {
+			// The writes of the jobs that succeeded are gone, and the
+			// jobs after the failure never ran.
+			for _, j := range live {
+				if j.err == nil {
+					j.err = fatal
+				}
+			}
+		}
+		return
+	}
+	if err := sqlTx.Commit(); err != nil {
+		err = fmt.Errorf("catalog: commit: %w", c.d.wrap(err))
+		for _, j := range ok {
+			j.err = err
+		}
+	}
+}
+
+// runJob runs one job's function and its outbox rows; a panic is handed to
+// the job's caller.
+func runJob(j *groupJob, tx *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			j.panicked = p
+			err = fmt.Errorf("catalog: transaction function panicked")
+		}
+	}()
+	if err := j.fn(tx); err != nil {
+		return err
+	}
+	return tx.flushOutbox(j.ctx)
+}

@@ -1,0 +1,56 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGroupCommitGroups checks that SQLite writers queued behind a running
+// transaction commit together; what each one commits is checked by the
+// conformance suite's ConcurrentTxIsolation.
+func TestGroupCommitGroups(t *testing.T) {
+	ctx := context.Background()
+	c, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	started, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.InTx(ctx, func(tx *Tx) error { close(started); <-release; return nil })
+	}()
+	<-started
+	const n = 10
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.InTx(ctx, func(tx *Tx) error {
+				tx.AppendOutbox(OutboxMessage{EventID: fmt.Sprint("e", i), Subject: "ih.test"})
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(c.group.jobs) < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if got := c.group.largest.Load(); got != n {
+		t.Errorf("largest group = %d, want %d (all queued writers in one commit)", got, n)
+	}
+	if b, err := c.OutboxBacklog(ctx); err != nil || b != n {
+		t.Errorf("OutboxBacklog = %d, %v; want %d", b, err, n)
+	}
+}
