@@ -195,7 +195,10 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 			w.Abort()
 		}
 	}()
-	bw := &errWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	ew := &errWriter{w: w}
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(ew)
+	defer func() { bw.Reset(nil); writers.Put(bw) }()
 	if _, err := dicomfile.WriteFileMeta(bw, dicomfile.FileMeta{
 		MediaStorageSOPClassUID:      req.SOPClassUID,
 		MediaStorageSOPInstanceUID:   req.SOPInstanceUID,
@@ -210,18 +213,22 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	// The header is parsed from the same bytes as they go to the file:
 	// what the parser reads (including its read-ahead) is written through
 	// the tee, and the rest of the data set is copied straight after it.
-	tee := io.TeeReader(req.Data, bw)
-	hdr, perr := dicomfile.ParseHeader(bufio.NewReaderSize(tee, 64<<10), req.TransferSyntaxUID)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(io.TeeReader(req.Data, bw))
+	hdr, perr := dicomfile.ParseHeader(br, req.TransferSyntaxUID)
+	br.Reset(nil)
+	readers.Put(br)
 	if perr != nil {
 		return res, fmt.Errorf("%w: %v", ErrUnreadable, perr)
 	}
-	if _, err := io.Copy(bw, req.Data); err != nil {
-		if bw.err != nil {
+	// bufio.Writer.ReadFrom reads straight into its buffer.
+	if _, err := bw.ReadFrom(req.Data); err != nil {
+		if ew.err != nil {
 			return res, fmt.Errorf("%w: write: %v", ErrOutOfResources, err)
 		}
 		return res, fmt.Errorf("receive data set: %w", err)
 	}
-	if err := bw.w.Flush(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return res, fmt.Errorf("%w: write: %v", ErrOutOfResources, err)
 	}
 	if err := checkHeader(req, hdr); err != nil {
@@ -405,11 +412,18 @@ func atoi(s string) int {
 }
 
 // errWriter remembers a write error, to tell a failure of our disk from a
-// failure of the peer's stream during io.Copy.
+// failure of the peer's stream while the data set is copied.
 type errWriter struct {
-	w   *bufio.Writer
+	w   io.Writer
 	err error
 }
+
+// The buffers of a transfer are reused: at hundreds of instances a second,
+// allocating them for each one keeps the garbage collector busy.
+var (
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+)
 
 func (e *errWriter) Write(p []byte) (int, error) {
 	n, err := e.w.Write(p)
