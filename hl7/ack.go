@@ -174,7 +174,7 @@ func buildACK(req Header, charset string, code AckCode, opts *ACKOptions) ([]byt
 	}
 	b := &Builder{Delimiters: d}
 	b.MSH(h)
-	b.Segment("MSA", Text(string(code)), Text(req.MessageControlID), Text(opts.Text))
+	b.Texts("MSA", string(code), req.MessageControlID, opts.Text)
 	if versionBefore25(req.VersionID) {
 		// v2.3/v2.4: one ERR whose repeating ERR-1 (ELD) holds
 		// segment^sequence^field^code&text&HL70357 per error.

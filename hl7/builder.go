@@ -58,7 +58,7 @@ func RawField(s string) Field { return Field{raw: &s} }
 type Builder struct {
 	Delimiters Delimiters
 
-	b   strings.Builder
+	buf []byte
 	err error
 }
 
@@ -78,35 +78,105 @@ func (b *Builder) MSH(h Header) *Builder {
 	if h.ProcessingID == "" {
 		h.ProcessingID = "P"
 	}
-	msgType := Components(h.MessageType, h.TriggerEvent, h.MessageStructure)
-	fields := []Field{
-		hd(h.SendingApplication, d), hd(h.SendingFacility, d),
-		hd(h.ReceivingApplication, d), hd(h.ReceivingFacility, d),
-		Text(h.DateTimeOfMessage), {}, msgType, Text(h.MessageControlID),
-		Components(h.ProcessingID, h.ProcessingMode), Text(h.VersionID),
-		{}, {}, {}, {}, {}, Text(h.CharacterSet),
+	buf := append(b.buf, 'M', 'S', 'H', d.Field)
+	for _, c := range [4]byte{d.Component, d.Repetition, d.Escape, d.SubComponent} {
+		buf = append(buf, c)
 	}
-	b.b.WriteString("MSH")
-	b.b.WriteByte(d.Field)
-	b.b.WriteString(d.EncodingCharacters())
-	b.writeFields(fields, d)
+	end := len(buf)
+	for n := 3; n <= 18; n++ {
+		buf = append(buf, d.Field)
+		start := len(buf)
+		switch n {
+		case 3:
+			buf = appendHD(buf, h.SendingApplication, d)
+		case 4:
+			buf = appendHD(buf, h.SendingFacility, d)
+		case 5:
+			buf = appendHD(buf, h.ReceivingApplication, d)
+		case 6:
+			buf = appendHD(buf, h.ReceivingFacility, d)
+		case 7:
+			buf = appendEscaped(buf, h.DateTimeOfMessage, d)
+		case 9:
+			buf = appendParts(buf, d.Component, d, h.MessageType, h.TriggerEvent, h.MessageStructure)
+		case 10:
+			buf = appendEscaped(buf, h.MessageControlID, d)
+		case 11:
+			buf = appendParts(buf, d.Component, d, h.ProcessingID, h.ProcessingMode)
+		case 12:
+			buf = appendEscaped(buf, h.VersionID, d)
+		case 18:
+			buf = appendEscaped(buf, h.CharacterSet, d)
+		}
+		if len(buf) > start {
+			end = len(buf)
+		}
+	}
+	b.buf = append(buf[:end], '\r')
 	return b
 }
 
-// hd splits HD full text into components and sub-components.
-func hd(s string, d Delimiters) Field {
-	if s == "" {
-		return Field{}
+// appendHD appends HD full text split into components and sub-components,
+// each part escaped, trailing empty parts left out.
+func appendHD(buf []byte, s string, d Delimiters) []byte {
+	end := len(buf)
+	for i := 0; ; i++ {
+		c, rest, more := strings.Cut(s, string(d.Component))
+		if i > 0 {
+			buf = append(buf, d.Component)
+		}
+		start := len(buf)
+		cend := start
+		for j := 0; ; j++ {
+			sc, rest, more := strings.Cut(c, string(d.SubComponent))
+			if j > 0 {
+				buf = append(buf, d.SubComponent)
+			}
+			sstart := len(buf)
+			buf = appendEscaped(buf, sc, d)
+			if len(buf) > sstart {
+				cend = len(buf)
+			}
+			if !more {
+				break
+			}
+			c = rest
+		}
+		buf = buf[:cend]
+		if len(buf) > start {
+			end = len(buf)
+		}
+		if !more {
+			break
+		}
+		s = rest
 	}
-	var comps [][]string
-	for _, c := range strings.Split(s, string(d.Component)) {
-		if d.SubComponent != 0 {
-			comps = append(comps, strings.Split(c, string(d.SubComponent)))
-		} else {
-			comps = append(comps, []string{c})
+	return buf[:end]
+}
+
+// appendParts appends the escaped parts joined by sep, trailing empty
+// parts left out.
+func appendParts(buf []byte, sep byte, d Delimiters, parts ...string) []byte {
+	end := len(buf)
+	for i, p := range parts {
+		if i > 0 {
+			buf = append(buf, sep)
+		}
+		start := len(buf)
+		buf = appendEscaped(buf, p, d)
+		if len(buf) > start {
+			end = len(buf)
 		}
 	}
-	return SubComponents(comps...)
+	return buf[:end]
+}
+
+// appendEscaped appends Escape(s, d); d is complete (orDefault).
+func appendEscaped(buf []byte, s string, d Delimiters) []byte {
+	if !needsEscape(s, d) {
+		return append(buf, s...)
+	}
+	return append(buf, Escape(s, d)...)
 }
 
 // Segment writes a segment; fields start at position 1.
@@ -118,65 +188,91 @@ func (b *Builder) Segment(name string, fields ...Field) *Builder {
 		return b
 	}
 	d := b.Delimiters.orDefault()
-	b.b.WriteString(name)
+	b.buf = append(b.buf, name...)
 	b.writeFields(fields, d)
 	return b
 }
 
 // Texts writes a segment whose fields are plain text values.
 func (b *Builder) Texts(name string, values ...string) *Builder {
-	f := make([]Field, len(values))
-	for i, v := range values {
-		f[i] = Text(v)
+	if len(name) != 3 || !isSegmentID(name) || name == "MSH" {
+		if b.err == nil {
+			b.err = fmt.Errorf("hl7: builder: bad segment ID %q", name)
+		}
+		return b
 	}
-	return b.Segment(name, f...)
+	d := b.Delimiters.orDefault()
+	buf := append(b.buf, name...)
+	end := len(buf)
+	for _, v := range values {
+		buf = append(buf, d.Field)
+		start := len(buf)
+		buf = appendEscaped(buf, v, d)
+		if len(buf) > start {
+			end = len(buf)
+		}
+	}
+	b.buf = append(buf[:end], '\r')
+	return b
 }
 
 // writeFields writes "|f1|f2..." and the segment terminator, leaving out
 // trailing empty fields (HL7 2.5.1 §2.5.3: trailing delimiters may be
 // omitted).
 func (b *Builder) writeFields(fields []Field, d Delimiters) {
-	enc := make([]string, len(fields))
-	last := 0
-	for i, f := range fields {
-		enc[i] = f.encode(d)
-		if enc[i] != "" {
-			last = i + 1
+	buf := b.buf
+	end := len(buf)
+	for _, f := range fields {
+		buf = append(buf, d.Field)
+		start := len(buf)
+		buf = f.appendTo(buf, d)
+		if len(buf) > start {
+			end = len(buf)
 		}
 	}
-	for _, s := range enc[:last] {
-		b.b.WriteByte(d.Field)
-		b.b.WriteString(s)
-	}
-	b.b.WriteByte('\r')
+	b.buf = append(buf[:end], '\r')
 }
 
-func (f Field) encode(d Delimiters) string {
+// appendTo appends the field encoded with d, leaving out trailing empty
+// repetitions, components and sub-components at every level.
+func (f Field) appendTo(buf []byte, d Delimiters) []byte {
 	if f.raw != nil {
-		return *f.raw
+		return append(buf, *f.raw...)
 	}
-	reps := make([]string, len(f.reps))
+	end := len(buf)
 	for i, r := range f.reps {
-		comps := make([]string, len(r))
-		for j, c := range r {
-			subs := make([]string, len(c))
-			for k, s := range c {
-				subs[k] = Escape(s, d)
-			}
-			comps[j] = joinTrimmed(subs, d.SubComponent)
+		if i > 0 {
+			buf = append(buf, d.Repetition)
 		}
-		reps[i] = joinTrimmed(comps, d.Component)
+		rstart := len(buf)
+		rend := rstart
+		for j, c := range r {
+			if j > 0 {
+				buf = append(buf, d.Component)
+			}
+			cstart := len(buf)
+			cend := cstart
+			for k, sc := range c {
+				if k > 0 {
+					buf = append(buf, d.SubComponent)
+				}
+				sstart := len(buf)
+				buf = appendEscaped(buf, sc, d)
+				if len(buf) > sstart {
+					cend = len(buf)
+				}
+			}
+			buf = buf[:cend]
+			if len(buf) > cstart {
+				rend = len(buf)
+			}
+		}
+		buf = buf[:rend]
+		if len(buf) > rstart {
+			end = len(buf)
+		}
 	}
-	return joinTrimmed(reps, d.Repetition)
-}
-
-// joinTrimmed joins parts with sep, leaving out trailing empty parts.
-func joinTrimmed(parts []string, sep byte) string {
-	n := len(parts)
-	for n > 0 && parts[n-1] == "" {
-		n--
-	}
-	return strings.Join(parts[:n], string(sep))
+	return buf[:end]
 }
 
 // Bytes returns the message built so far, segments ended by CR, or the
@@ -185,7 +281,7 @@ func (b *Builder) Bytes() ([]byte, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
-	return []byte(b.b.String()), nil
+	return b.buf[:len(b.buf):len(b.buf)], nil
 }
 
 // NewControlID returns a new MSH-10 value: 20 characters (the v2.5 length

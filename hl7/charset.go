@@ -30,7 +30,10 @@ var (
 // decoder turns one segment's bytes into UTF-8 text.
 type decoder struct {
 	latin1 bool // \Xhh\ bytes are Latin-1 rather than UTF-8
-	decode func([]byte) (string, bool)
+	// identity reports that valid UTF-8 input decodes to itself, so a
+	// message that is valid UTF-8 as a whole is decoded in one step.
+	identity bool
+	decode   func([]byte) (string, bool)
 }
 
 // newDecoder picks the decoder for MSH-18's first repetition.
@@ -43,7 +46,7 @@ type decoder struct {
 func newDecoder(charset string) (decoder, error) {
 	switch strings.ToUpper(strings.TrimSpace(charset)) {
 	case "", CharsetASCII:
-		return decoder{decode: func(b []byte) (string, bool) {
+		return decoder{identity: true, decode: func(b []byte) (string, bool) {
 			if utf8.Valid(b) {
 				return string(b), true
 			}
@@ -54,7 +57,7 @@ func newDecoder(charset string) (decoder, error) {
 	case CharsetLatin9:
 		return decoder{latin1: true, decode: func(b []byte) (string, bool) { return decodeLatin9(b), true }}, nil
 	case CharsetUTF8, charsetUTF8Alt:
-		return decoder{decode: func(b []byte) (string, bool) { return string(b), utf8.Valid(b) }}, nil
+		return decoder{identity: true, decode: func(b []byte) (string, bool) { return string(b), utf8.Valid(b) }}, nil
 	}
 	return decoder{}, ErrCharset
 }

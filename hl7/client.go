@@ -98,7 +98,7 @@ func (c *Client) Send(ctx context.Context, msg []byte) (*Message, error) {
 			c.closeConn()
 			return nil, fmt.Errorf("hl7: reply from %s: %w", c.Addr, err)
 		}
-		if ack.Get("MSA-2") != req.Header().MessageControlID {
+		if msaControlID(ack) != req.Header().MessageControlID {
 			c.closeConn()
 			return ack, ErrACKMismatch
 		}
@@ -178,4 +178,12 @@ func (c *Client) Close() error {
 	defer c.unlock()
 	c.closeConn()
 	return nil
+}
+
+// msaControlID returns MSA-2 of a reply, or "" without MSA.
+func msaControlID(ack *Message) string {
+	if msa := ack.Segment("MSA"); msa != nil {
+		return msa.Field(2)
+	}
+	return ""
 }

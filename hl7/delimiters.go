@@ -1,6 +1,9 @@
 package hl7
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Delimiters are a message's separators and escape character, declared by
 // the message itself in MSH-1 and MSH-2 (HL7 2.5.1 §2.5.4 "Message
@@ -88,14 +91,12 @@ func parseDelimiters(field byte, enc string) (Delimiters, error) {
 	if len(enc) == 0 || len(enc) > 5 {
 		return d, fmt.Errorf("MSH-2 encoding characters %q: want 1 to 4 characters", enc)
 	}
-	seen := map[byte]bool{field: true}
-	ptrs := []*byte{&d.Component, &d.Repetition, &d.Escape, &d.SubComponent}
+	ptrs := [4]*byte{&d.Component, &d.Repetition, &d.Escape, &d.SubComponent}
 	for i := 0; i < len(enc) && i < len(ptrs); i++ {
 		c := enc[i]
-		if !validDelimiter(c) || seen[c] {
+		if !validDelimiter(c) || c == field || strings.IndexByte(enc[:i], c) >= 0 {
 			return d, fmt.Errorf("MSH-2 encoding characters %q: %q is not usable or repeated", enc, c)
 		}
-		seen[c] = true
 		*ptrs[i] = c
 	}
 	return d, nil

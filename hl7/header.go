@@ -104,9 +104,11 @@ func ParseTime(s string, loc *time.Location) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("hl7: bad timestamp %q", orig)
 		}
 	}
-	layouts := map[int]string{4: "2006", 6: "200601", 8: "20060102", 10: "2006010215", 12: "200601021504", 14: "20060102150405"}
-	layout, ok := layouts[len(s)]
-	if !ok {
+	var layout string
+	switch len(s) {
+	case 4, 6, 8, 10, 12, 14:
+		layout = "20060102150405"[:len(s)]
+	default:
 		return time.Time{}, fmt.Errorf("hl7: bad timestamp %q", orig)
 	}
 	if frac != "" {

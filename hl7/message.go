@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors of Parse, wrapped in a *ParseError.
@@ -103,8 +104,22 @@ func Parse(raw []byte) (*Message, error) {
 	m.dec = dec
 
 	m.segments = make([]*Segment, 0, len(lines))
+	// Most messages are valid UTF-8 throughout: one conversion then serves
+	// every segment, which are substrings of it. Segment ends are ASCII,
+	// so each line is valid UTF-8 too and decodes to the same text.
+	var whole string
+	if dec.identity && utf8.Valid(data) {
+		whole = string(data)
+	}
 	for _, line := range lines {
-		txt, ok := dec.decode(line)
+		var txt string
+		ok := true
+		if whole != "" {
+			start := cap(data) - cap(line) // line is a slice of data
+			txt = whole[start : start+len(line)]
+		} else {
+			txt, ok = dec.decode(line)
+		}
 		if !ok {
 			h := m.newSegment(dec.decodeLenient(mshLine)).header()
 			return nil, &ParseError{Header: &h, Err: ErrEncoding, Code: DataTypeError, Location: Location{Segment: segmentName(line, fs)}, Detail: fmt.Sprintf("not valid %s", charset)}
@@ -165,12 +180,19 @@ func segmentName(line []byte, fs byte) string {
 // rawField returns MSH-n's first repetition, first component, unescaped,
 // from the undecoded MSH line.
 func rawField(msh []byte, d Delimiters, n int) string {
-	parts := bytes.Split(msh, []byte{d.Field})
-	// parts[0] is "MSH", parts[1] is MSH-2: MSH-n is parts[n-1].
-	if n < 2 || n-1 >= len(parts) {
+	// "MSH" is part 0 and MSH-2 part 1: MSH-n is part n-1.
+	if n < 2 {
 		return ""
 	}
-	v := parts[n-1]
+	v := msh
+	for range n - 1 {
+		i := bytes.IndexByte(v, d.Field)
+		if i < 0 {
+			return ""
+		}
+		v = v[i+1:]
+	}
+	v, _, _ = bytes.Cut(v, []byte{d.Field})
 	if d.Repetition != 0 {
 		v, _, _ = bytes.Cut(v, []byte{d.Repetition})
 	}
@@ -182,19 +204,39 @@ func rawField(msh []byte, d Delimiters, n int) string {
 
 func (m *Message) newSegment(text string) *Segment {
 	s := &Segment{text: text, msg: m}
-	fields := strings.Split(text, string(m.d.Field))
-	s.name = fields[0]
-	if s.name == "MSH" {
+	fs := m.d.Field
+	n := strings.Count(text, string(fs)) + 1
+	isMSH := strings.HasPrefix(text, "MSH") && (len(text) == 3 || text[3] == fs)
+	if isMSH {
 		// MSH-1 is the field separator itself and MSH-2 the encoding
 		// characters (HL7 2.5.1 §2.15.9.1-2), so positions shift by one.
-		s.fields = make([]string, 0, len(fields)+1)
-		s.fields = append(s.fields, "MSH", string(m.d.Field))
-		s.fields = append(s.fields, fields[1:]...)
-	} else {
-		s.fields = fields
+		n++
 	}
+	s.fields = make([]string, 0, n)
+	rest := text
+	for {
+		f, after, found := strings.Cut(rest, string(fs))
+		s.fields = append(s.fields, f)
+		if isMSH && len(s.fields) == 1 {
+			s.fields = append(s.fields, fieldSeparators[fs])
+		}
+		if !found {
+			break
+		}
+		rest = after
+	}
+	s.name = s.fields[0]
 	return s
 }
+
+// fieldSeparators holds MSH-1 as a string for every byte, so that no
+// segment allocates one.
+var fieldSeparators = func() (t [256]string) {
+	for i := range t {
+		t[i] = string([]byte{byte(i)})
+	}
+	return t
+}()
 
 // Header returns the message's MSH fields.
 func (m *Message) Header() Header { return m.header }
@@ -321,10 +363,17 @@ func (s *Segment) Repetitions(n int) []Value {
 
 // first returns the first repetition of field n.
 func (s *Segment) first(n int) Value {
-	if reps := s.Repetitions(n); len(reps) > 0 {
-		return reps[0]
+	raw := s.Raw(n)
+	if raw == "" {
+		return Value{seg: s}
 	}
-	return Value{seg: s}
+	if s.name == "MSH" && n <= 2 {
+		return Value{raw: raw, seg: s, literal: true}
+	}
+	if r := s.msg.d.Repetition; r != 0 {
+		raw, _, _ = strings.Cut(raw, string(r))
+	}
+	return Value{raw: raw, seg: s}
 }
 
 // Field returns the first repetition of field n, unescaped. For a field
@@ -375,19 +424,34 @@ func (v Value) Component(c int) string { return v.unescape(v.rawComponent(c)) }
 
 // SubComponent returns sub-component sc of component c, unescaped, or "".
 func (v Value) SubComponent(c, sc int) string {
-	parts := v.split(v.rawComponent(c), v.subComponentSep())
-	if sc < 1 || sc > len(parts) {
-		return ""
-	}
-	return v.unescape(parts[sc-1])
+	return v.unescape(nth(v.rawComponent(c), v.subComponentSep(), sc))
 }
 
-func (v Value) rawComponent(c int) string {
-	parts := v.split(v.raw, v.componentSep())
-	if c < 1 || c > len(parts) {
+func (v Value) rawComponent(c int) string { return nth(v.raw, v.componentSep(), c) }
+
+// nth returns part i (1-based) of s split on sep, or "" if there is no
+// such part; with sep 0, s is its only part.
+func nth(s string, sep byte, i int) string {
+	if i < 1 {
 		return ""
 	}
-	return parts[c-1]
+	if sep == 0 {
+		if i == 1 {
+			return s
+		}
+		return ""
+	}
+	for ; i > 1; i-- {
+		j := strings.IndexByte(s, sep)
+		if j < 0 {
+			return ""
+		}
+		s = s[j+1:]
+	}
+	if j := strings.IndexByte(s, sep); j >= 0 {
+		s = s[:j]
+	}
+	return s
 }
 
 func (v Value) componentSep() byte {
