@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,14 +12,15 @@ import (
 
 // ledger is the catalog's record of acknowledged deliveries, shared by all
 // destinations. Lookups run at once, grouped with those that arrive
-// meanwhile, in transactions that write nothing (no fsync). Records are
-// group-committed: they linger up to recordLinger (or until maxGroup are
-// waiting) and commit together, so a stream of deliveries costs one durable
-// commit per group instead of one each, and takes the catalog's single
-// writer (SQLite) from ingest far less often. A caller still returns only
-// once its own record is committed, and only then is its job acknowledged;
-// the delivery handlers outnumber the associations so that the wait does
-// not slow sending.
+// meanwhile: one read-only transaction on the catalog's read pool per group
+// (it neither waits for nor holds up the single writer on SQLite), one
+// query per destination. Records are group-committed: they linger up to
+// recordLinger (or until maxGroup are waiting) and commit together, so a
+// stream of deliveries costs one durable commit per group instead of one
+// each, and takes the catalog's single writer (SQLite) from ingest far less
+// often. A caller still returns only once its own record is committed, and
+// only then is its job acknowledged; the delivery handlers outnumber the
+// associations so that the wait does not slow sending.
 type ledger struct {
 	cat *catalog.Catalog
 
@@ -106,15 +108,20 @@ func (l *ledger) commit(records bool) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := l.cat.InTx(ctx, func(tx *catalog.Tx) error {
-			now := tx.Time(time.Now())
-			for _, op := range ops {
-				if err := op.apply(ctx, tx, now); err != nil {
-					return err
+		var err error
+		if records {
+			err = l.cat.InTx(ctx, func(tx *catalog.Tx) error {
+				now := tx.Time(time.Now())
+				for _, op := range ops {
+					if err := op.insert(ctx, tx, now); err != nil {
+						return err
+					}
 				}
-			}
-			return nil
-		})
+				return nil
+			})
+		} else {
+			err = l.cat.InReadTx(ctx, func(tx *catalog.ReadTx) error { return lookup(ctx, tx, ops) })
+		}
 		cancel()
 		for _, op := range ops {
 			if err != nil {
@@ -128,29 +135,90 @@ func (l *ledger) commit(records bool) {
 	}
 }
 
-func (op *ledgerOp) apply(ctx context.Context, tx *catalog.Tx, now any) error {
+func (op *ledgerOp) insert(ctx context.Context, tx *catalog.Tx, now any) error {
 	j := op.job
-	switch {
-	case op.record && j.IsWebhook():
+	if j.IsWebhook() {
 		_, err := tx.ExecContext(ctx, `INSERT INTO router_webhook_delivered (destination, event_id, delivered_at) VALUES (?, ?, ?)
 			ON CONFLICT (destination, event_id) DO NOTHING`, op.dest, j.EventID, now)
 		return err
-	case op.record:
-		_, err := tx.ExecContext(ctx, `INSERT INTO router_forwarded (destination, sop_instance_uid, blob_key, forwarded_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (destination, sop_instance_uid, blob_key) DO NOTHING`, op.dest, j.SOPInstanceUID, j.BlobKey, now)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO router_forwarded (destination, sop_instance_uid, blob_key, forwarded_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (destination, sop_instance_uid, blob_key) DO NOTHING`, op.dest, j.SOPInstanceUID, j.BlobKey, now)
+	return err
+}
+
+// lookupKey groups lookups that one query answers: one destination, and
+// instances or events.
+type lookupKey struct {
+	dest    string
+	webhook bool
+}
+
+// lookup sets found on every op: one query per destination and kind, with
+// the keys of all its jobs, at most maxGroup at a time.
+func lookup(ctx context.Context, tx *catalog.ReadTx, ops []*ledgerOp) error {
+	groups := map[lookupKey][]*ledgerOp{}
+	var order []lookupKey
+	for _, op := range ops {
+		k := lookupKey{op.dest, op.job.IsWebhook()}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], op)
+	}
+	for _, k := range order {
+		g := groups[k]
+		for len(g) > 0 {
+			n := min(len(g), maxGroup)
+			if err := lookupGroup(ctx, tx, k, g[:n]); err != nil {
+				return err
+			}
+			g = g[n:]
+		}
+	}
+	return nil
+}
+
+func lookupGroup(ctx context.Context, tx *catalog.ReadTx, k lookupKey, ops []*ledgerOp) error {
+	args := make([]any, 0, len(ops)+1)
+	args = append(args, k.dest)
+	for _, op := range ops {
+		if k.webhook {
+			args = append(args, op.job.EventID)
+		} else {
+			args = append(args, op.job.SOPInstanceUID)
+		}
+	}
+	in := "?" + strings.Repeat(", ?", len(ops)-1)
+	var q string
+	if k.webhook {
+		q = `SELECT event_id, '' FROM router_webhook_delivered WHERE destination = ? AND event_id IN (` + in + `)`
+	} else {
+		// The few files recorded per instance (one per stored version)
+		// are told apart by blob key here rather than in the query.
+		q = `SELECT sop_instance_uid, blob_key FROM router_forwarded WHERE destination = ? AND sop_instance_uid IN (` + in + `)`
+	}
+	type pair struct{ id, blob string }
+	rows, err := catalog.Collect(ctx, tx, func(s catalog.Scanner) (pair, error) {
+		var p pair
+		err := s.Scan(&p.id, &p.blob)
+		return p, err
+	}, q, args...)
+	if err != nil {
 		return err
 	}
-	var n int
-	var err error
-	if j.IsWebhook() {
-		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM router_webhook_delivered WHERE destination = ? AND event_id = ?`,
-			op.dest, j.EventID).Scan(&n)
-	} else {
-		err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM router_forwarded WHERE destination = ? AND sop_instance_uid = ? AND blob_key = ?`,
-			op.dest, j.SOPInstanceUID, j.BlobKey).Scan(&n)
+	found := make(map[pair]bool, len(rows))
+	for _, r := range rows {
+		found[r] = true
 	}
-	op.found = n > 0
-	return err
+	for _, op := range ops {
+		if k.webhook {
+			op.found = found[pair{op.job.EventID, ""}]
+		} else {
+			op.found = found[pair{op.job.SOPInstanceUID, op.job.BlobKey}]
+		}
+	}
+	return nil
 }
 
 func (l *ledger) do(ctx context.Context, op *ledgerOp) error {
