@@ -212,6 +212,13 @@ func (p *pool) close() {
 	wg.Wait()
 }
 
+// readAhead is how much of a stored instance a delivery reads before it
+// takes an association: a typical CT or MR image whole. The buffers are
+// reused; at most one per delivery handler is in use.
+const readAhead = 1 << 20
+
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readAhead) }}
+
 // Errors of a DICOM delivery.
 var (
 	// ErrNotAccepted: the destination accepted no presentation context for
@@ -238,7 +245,9 @@ func (r *Router) store(ctx context.Context, p *pool, j *Job) error {
 		return fmt.Errorf("router: open stored instance: %w", err)
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 256<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(f)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	meta, err := dicomfile.ReadFileMeta(br)
 	if err != nil {
 		return fmt.Errorf("router: read stored file meta: %w", err)
@@ -248,8 +257,9 @@ func (r *Router) store(ctx context.Context, p *pool, j *Job) error {
 	if class == "" {
 		class = meta.MediaStorageSOPClassUID
 	}
-	// Read ahead before taking an association, so that the first part
-	// of the data set is in memory when the association is ours.
+	// Read ahead before taking an association: an instance up to the
+	// buffer's size is then sent from memory, with no file read between
+	// the writes to the destination, and a larger one starts from memory.
 	if _, err := br.Peek(br.Size()); err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
 		return fmt.Errorf("router: read stored instance: %w", err)
 	}
@@ -290,8 +300,11 @@ func sendOn(ctx context.Context, c *conn, class, sop, ts string, data io.Reader)
 	if conv != nil {
 		pr, pw := io.Pipe()
 		src := data
-		go func() { pw.CloseWithError(conv(pw, src)) }()
-		defer pr.Close()
+		converted := make(chan struct{})
+		go func() { defer close(converted); pw.CloseWithError(conv(pw, src)) }()
+		// The converter reads the caller's buffer: it must be done with
+		// it (closing the pipe makes its next write fail) before return.
+		defer func() { pr.Close(); <-converted }()
 		data = pr
 	}
 	status, err := c.as.Store(ctx, class, sop, sendTS, data, nil)
