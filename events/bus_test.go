@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +102,7 @@ func TestBus(t *testing.T) {
 		{"publish", testPublish},
 		{"publish_batch", testPublishBatch},
 		{"consume_ack", testConsumeAck},
+		{"consume_batch", testConsumeBatch},
 		{"retry_and_dead_letter", testRetryAndDeadLetter},
 		{"dead_letter_ops", testDeadLetterOps},
 		{"graceful_stop", testGracefulStop},
@@ -419,6 +421,79 @@ func testConsumeAck(t *testing.T, h harness) {
 	}
 	if _, err := b.Consume(ctx, events.ConsumerSpec{Name: "bad.name"}, func(context.Context, events.Event, events.Delivery) error { return nil }); err == nil {
 		t.Error("consumer name with '.' accepted")
+	}
+}
+
+// testConsumeBatch: a backlog is handed over in batches, in order; a batch
+// that fails is handed over again message by message, so only the bad
+// message is dead-lettered and every other one is applied exactly once.
+func testConsumeBatch(t *testing.T, h harness) {
+	ctx := testCtx(t)
+	b := h.newBus(t, events.Options{})
+	const n = 50
+	var want []string
+	for i := range n + 1 {
+		key := fmt.Sprint(i)
+		if i == 20 {
+			key = "bad"
+		} else {
+			want = append(want, key)
+		}
+		if _, err := b.Publish(ctx, mustEvent(t, events.TypeStudyStable, key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var applied []string
+	var sizes []int
+	c, err := b.ConsumeRawBatch(ctx, events.ConsumerSpec{Name: "batcher", FilterSubjects: []string{events.TypeStudyStable},
+		Batch: 16, MaxDeliver: 2, BackOff: []time.Duration{50 * time.Millisecond}},
+		func(_ context.Context, ds []events.Delivery) error {
+			var keys []string
+			for _, d := range ds {
+				e, err := events.Unmarshal(d.Data)
+				if err != nil {
+					return events.Permanent(err)
+				}
+				var data map[string]string
+				if err := e.DecodeData(&data); err != nil {
+					return events.Permanent(err)
+				}
+				if data["k"] == "bad" {
+					return events.Permanent(errors.New("unreadable"))
+				}
+				keys = append(keys, data["k"])
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			sizes = append(sizes, len(ds))
+			applied = append(applied, keys...) // all or nothing, like one transaction
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	eventually(t, 20*time.Second, "every message settled", func() bool {
+		mu.Lock()
+		done := len(applied) >= n
+		mu.Unlock()
+		return done && settled(t, c)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(applied, want) {
+		t.Errorf("applied %v, want %v once each in order", applied, want)
+	}
+	if slices.Max(sizes) < 2 {
+		t.Errorf("batch sizes %v: the backlog was not batched", sizes)
+	}
+	dls, err := b.ListDeadLetters(ctx, events.DeadLetterFilter{Consumer: "batcher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 {
+		t.Errorf("%d dead letters, want the bad message alone", len(dls))
 	}
 }
 

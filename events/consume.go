@@ -53,6 +53,9 @@ type ConsumerSpec struct {
 	// DrainTimeout bounds how long Stop waits for running handlers before
 	// cancelling their context; default AckWait.
 	DrainTimeout time.Duration
+	// Batch is the most messages ConsumeRawBatch hands its handler at once;
+	// default 1. Batches run one after another, in delivery order.
+	Batch int
 }
 
 // Delivery describes one delivery of a message to a handler.
@@ -84,6 +87,13 @@ type Handler func(ctx context.Context, e Event, d Delivery) error
 // RawHandler is Handler for streams whose payload is not an envelope.
 type RawHandler func(ctx context.Context, d Delivery) error
 
+// RawBatchHandler processes the messages that were waiting, in delivery
+// order, all or nothing: a nil error acknowledges every one of them. After
+// an error each message of the batch is handed over again alone, in a
+// batch of one, and then settled as a RawHandler's message would be (retry
+// after the back-off, dead letter). Handlers must be idempotent.
+type RawBatchHandler func(ctx context.Context, ds []Delivery) error
+
 type permanentError struct{ err error }
 
 func (p permanentError) Error() string { return p.err.Error() }
@@ -112,6 +122,7 @@ type Consumer struct {
 	spec    ConsumerSpec
 	stream  string
 	handle  func(ctx context.Context, msg jetstream.Msg, d Delivery) error
+	batch   RawBatchHandler // set by ConsumeRawBatch
 	log     *slog.Logger
 	cons    jetstream.Consumer
 	stopCh  chan struct{}
@@ -145,7 +156,20 @@ func (b *Bus) ConsumeRaw(ctx context.Context, spec ConsumerSpec, h RawHandler) (
 	})
 }
 
-func (b *Bus) consume(ctx context.Context, spec ConsumerSpec, handle func(context.Context, jetstream.Msg, Delivery) error) (*Consumer, error) {
+// ConsumeRawBatch is ConsumeRaw handing the handler up to spec.Batch
+// messages at a time, so that it can apply them in one transaction. It
+// always runs one batch at a time (Concurrency is ignored).
+func (b *Bus) ConsumeRawBatch(ctx context.Context, spec ConsumerSpec, h RawBatchHandler) (*Consumer, error) {
+	if h == nil {
+		return nil, errors.New("events: ConsumeRawBatch needs a handler")
+	}
+	spec.Concurrency = 1
+	return b.consume(ctx, spec, func(ctx context.Context, _ jetstream.Msg, d Delivery) error {
+		return h(ctx, []Delivery{d})
+	}, h)
+}
+
+func (b *Bus) consume(ctx context.Context, spec ConsumerSpec, handle func(context.Context, jetstream.Msg, Delivery) error, batch ...RawBatchHandler) (*Consumer, error) {
 	if err := validToken(spec.Name); err != nil {
 		return nil, fmt.Errorf("events: consumer name: %w", err)
 	}
@@ -170,6 +194,9 @@ func (b *Bus) consume(ctx context.Context, spec ConsumerSpec, handle func(contex
 	if spec.DrainTimeout <= 0 {
 		spec.DrainTimeout = spec.AckWait
 	}
+	if spec.Batch <= 0 {
+		spec.Batch = 1
+	}
 	c := &Consumer{
 		bus:    b,
 		spec:   spec,
@@ -178,6 +205,9 @@ func (b *Bus) consume(ctx context.Context, spec ConsumerSpec, handle func(contex
 		log:    b.log.With("consumer", spec.Name),
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if len(batch) > 0 && spec.Batch > 1 {
+		c.batch = batch[0]
 	}
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
@@ -258,7 +288,7 @@ func (c *Consumer) run() {
 	sem := make(chan struct{}, c.spec.Concurrency)
 
 	for attempt := 0; !c.stopping(); attempt++ {
-		iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.spec.Concurrency))
+		iter, err := c.cons.Messages(jetstream.PullMaxMessages(max(c.spec.Concurrency, c.spec.Batch)))
 		if err != nil {
 			c.log.Warn("consumer cannot pull; retrying", "err", err)
 			c.pause(retryDelay(attempt))
@@ -272,7 +302,12 @@ func (c *Consumer) run() {
 			case <-watched:
 			}
 		}()
-		fatal := c.pull(iter, hctx, &wg, sem)
+		var fatal error
+		if c.batch != nil {
+			fatal = c.pullBatches(iter, hctx)
+		} else {
+			fatal = c.pull(iter, hctx, &wg, sem)
+		}
 		close(watched)
 		iter.Stop()
 		if fatal != nil || c.stopping() {
@@ -324,6 +359,147 @@ func (c *Consumer) pull(iter jetstream.MessagesContext, hctx context.Context, wg
 	}
 }
 
+// pullBatches hands the messages that are waiting, up to spec.Batch, to
+// the batch handler, one batch after another, until the iterator ends.
+func (c *Consumer) pullBatches(iter jetstream.MessagesContext, hctx context.Context) error {
+	type next struct {
+		msg jetstream.Msg
+		err error
+	}
+	// A reader goroutine turns the blocking iterator into a channel, so
+	// that a batch takes what has arrived without waiting for more.
+	ch := make(chan next, c.spec.Batch)
+	go func() {
+		defer close(ch)
+		for {
+			msg, err := iter.Next()
+			if err != nil {
+				if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					ch <- next{err: err}
+					return
+				}
+				c.log.Warn("consumer pull", "err", err)
+				continue
+			}
+			ch <- next{msg: msg}
+		}
+	}()
+	var batch []jetstream.Msg
+	for {
+		n, ok := <-ch
+		if !ok {
+			return nil
+		}
+		if n.err != nil {
+			if errors.Is(n.err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return n.err
+		}
+		batch = append(batch[:0], n.msg)
+		var end *next
+	fill:
+		for len(batch) < c.spec.Batch {
+			select {
+			case n, ok := <-ch:
+				if !ok {
+					break fill
+				}
+				if n.err != nil {
+					end = &n
+					break fill
+				}
+				batch = append(batch, n.msg)
+			default:
+				break fill
+			}
+		}
+		c.processBatch(hctx, batch)
+		if end != nil {
+			if errors.Is(end.err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return end.err
+		}
+	}
+}
+
+// processBatch runs the batch handler over msgs and acknowledges them all,
+// or, if it fails, processes each message alone.
+func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+	if len(msgs) == 1 {
+		c.process(ctx, msgs[0])
+		return
+	}
+	var take []jetstream.Msg
+	var ds []Delivery
+	for _, msg := range msgs {
+		d, ok := c.delivery(msg)
+		if !ok {
+			continue
+		}
+		take = append(take, msg)
+		ds = append(ds, d)
+	}
+	if len(ds) == 0 {
+		return
+	}
+	start := time.Now()
+	err := c.runBatch(ctx, take, ds)
+	c.bus.metrics.observe(c.spec.Name, time.Since(start))
+	if err != nil {
+		c.log.Debug("batch failed; processing its messages one by one", "messages", len(ds), "err", err)
+		for _, msg := range take {
+			c.process(ctx, msg)
+		}
+		return
+	}
+	// The server handles one connection's acks in order: once the last
+	// ack is confirmed, the ones sent before it were recorded too.
+	for i, msg := range take {
+		if i < len(take)-1 {
+			c.settle(msg.Ack())
+			c.bus.metrics.processed(c.spec.Name)
+			continue
+		}
+		actx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
+		err := msg.DoubleAck(actx)
+		cancel()
+		c.settle(err)
+		if err == nil {
+			c.bus.metrics.processed(c.spec.Name)
+		}
+	}
+}
+
+// runBatch calls the batch handler, turning a panic into an error and
+// keeping every message alive with "in progress" signals meanwhile.
+func (c *Consumer) runBatch(ctx context.Context, msgs []jetstream.Msg, ds []Delivery) (err error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(c.spec.AckWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				for _, msg := range msgs {
+					_ = msg.InProgress()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("events: handler panic: %v", r)
+		}
+	}()
+	return c.batch(ctx, ds)
+}
+
 func (c *Consumer) pause(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -336,35 +512,8 @@ func (c *Consumer) pause(d time.Duration) {
 // process runs the handler on one message and settles it: ack, delayed
 // nak, or dead letter.
 func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		// Not a JetStream message; nothing to settle.
-		c.log.Warn("message without JetStream metadata", "err", err)
-		return
-	}
-	d := Delivery{
-		Consumer:     c.spec.Name,
-		Stream:       meta.Stream,
-		Subject:      msg.Subject(),
-		Header:       msg.Headers(),
-		Data:         msg.Data(),
-		StreamSeq:    meta.Sequence.Stream,
-		ConsumerSeq:  meta.Sequence.Consumer,
-		NumDelivered: meta.NumDelivered,
-		Timestamp:    meta.Timestamp,
-	}
-	if target := d.Header.Get(HeaderReplayConsumer); target != "" {
-		if target != c.spec.Name {
-			// A replay meant for another consumer on the same subject.
-			c.settle(msg.Ack())
-			return
-		}
-		d.Replay = true
-	}
-	if d.NumDelivered > uint64(c.spec.MaxDeliver) {
-		// The previous delivery was the last allowed one and never
-		// settled: the process died or hung past AckWait.
-		c.deadLetter(msg, d, fmt.Errorf("events: no ack after %d deliveries (handler crashed or exceeded AckWait)", c.spec.MaxDeliver))
+	d, ok := c.delivery(msg)
+	if !ok {
 		return
 	}
 
@@ -390,6 +539,44 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 		c.settle(msg.NakWithDelay(delay))
 		c.bus.metrics.retried(c.spec.Name)
 	}
+}
+
+// delivery describes msg for a handler. It reports false when msg is not
+// for the handler and has been settled already: a replay meant for another
+// consumer, or a message past MaxDeliver, which is dead-lettered.
+func (c *Consumer) delivery(msg jetstream.Msg) (Delivery, bool) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message; nothing to settle.
+		c.log.Warn("message without JetStream metadata", "err", err)
+		return Delivery{}, false
+	}
+	d := Delivery{
+		Consumer:     c.spec.Name,
+		Stream:       meta.Stream,
+		Subject:      msg.Subject(),
+		Header:       msg.Headers(),
+		Data:         msg.Data(),
+		StreamSeq:    meta.Sequence.Stream,
+		ConsumerSeq:  meta.Sequence.Consumer,
+		NumDelivered: meta.NumDelivered,
+		Timestamp:    meta.Timestamp,
+	}
+	if target := d.Header.Get(HeaderReplayConsumer); target != "" {
+		if target != c.spec.Name {
+			// A replay meant for another consumer on the same subject.
+			c.settle(msg.Ack())
+			return Delivery{}, false
+		}
+		d.Replay = true
+	}
+	if d.NumDelivered > uint64(c.spec.MaxDeliver) {
+		// The previous delivery was the last allowed one and never
+		// settled: the process died or hung past AckWait.
+		c.deadLetter(msg, d, fmt.Errorf("events: no ack after %d deliveries (handler crashed or exceeded AckWait)", c.spec.MaxDeliver))
+		return Delivery{}, false
+	}
+	return d, true
 }
 
 // run1 calls the handler, turning a panic into an error and keeping the
