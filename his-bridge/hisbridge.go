@@ -67,7 +67,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component: it starts consuming ADT messages.
 func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "patient registry from ADT", Domain, b.MaxDeliver, b.BackOff, b.handle)
+	cons, err := hl7intake.ConsumeDomainBatch(ctx, b.rt, ConsumerName, "patient registry from ADT", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
 	if err != nil {
 		return err
 	}
@@ -80,46 +80,72 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	return hub.StopConsumer(ctx, b.cons)
 }
 
-func (b *Bridge) handle(ctx context.Context, d events.Delivery) error {
-	msg, key, err := hl7intake.Decode(d)
-	if err != nil {
-		return err
+// BatchSize is the most ADT messages applied in one catalog transaction.
+// When the bridge is behind, one commit (and one flush to disk) then
+// serves many messages instead of one each.
+const BatchSize = 100
+
+// handle applies the waiting messages in the order they were accepted, in
+// one transaction with their processed-message keys and events, so a
+// batch commits whole or not at all and is acknowledged only after it
+// commits. A message that cannot be read fails the batch; the consumer
+// then hands each message over alone and that one is dead-lettered.
+func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
+	type item struct {
+		adt ADT
+		key string
 	}
-	if msg.Header().MessageType != "ADT" {
-		return events.Permanent(fmt.Errorf("his-bridge: unexpected message type %s", msg.Header().MessageType))
-	}
-	adt, errs := ParseADT(msg)
-	if len(errs) > 0 {
-		return events.Permanent(fmt.Errorf("his-bridge: %s", errs[0].Text))
-	}
-	var evs []events.Event
-	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
-		evs = evs[:0]
-		first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, key, "ADT^"+adt.TriggerEvent)
-		if err != nil || !first {
-			return err
-		}
-		evs, err = Apply(ctx, tx, adt, key)
+	items := make([]item, len(ds))
+	for i, d := range ds {
+		msg, key, err := hl7intake.Decode(d)
 		if err != nil {
 			return err
 		}
-		for _, e := range evs {
-			m, err := outbox.Message(e)
+		if msg.Header().MessageType != "ADT" {
+			return events.Permanent(fmt.Errorf("his-bridge: unexpected message type %s", msg.Header().MessageType))
+		}
+		adt, errs := ParseADT(msg)
+		if len(errs) > 0 {
+			return events.Permanent(fmt.Errorf("his-bridge: %s", errs[0].Text))
+		}
+		items[i] = item{adt, key}
+	}
+	var n int
+	err := b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		n = 0
+		for _, it := range items {
+			first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, it.key, "ADT^"+it.adt.TriggerEvent)
 			if err != nil {
 				return err
 			}
-			tx.AppendOutbox(m)
+			if !first {
+				continue
+			}
+			evs, err := Apply(ctx, tx, it.adt, it.key)
+			if err != nil {
+				return err
+			}
+			for _, e := range evs {
+				m, err := outbox.Message(e)
+				if err != nil {
+					return err
+				}
+				tx.AppendOutbox(m)
+			}
+			n += len(evs)
 		}
 		return nil
 	})
 	if err != nil {
-		b.log.Warn("ADT message not applied", "trigger", adt.TriggerEvent, "delivery", d.NumDelivered, "err", err)
+		if len(ds) == 1 {
+			b.log.Warn("ADT message not applied", "trigger", items[0].adt.TriggerEvent, "delivery", ds[0].NumDelivered, "err", err)
+		}
 		return err
 	}
-	if len(evs) > 0 {
+	if n > 0 {
 		b.rt.Relay.Kick()
 	}
-	b.log.Debug("ADT applied", "trigger", adt.TriggerEvent, "events", len(evs))
+	b.log.Debug("ADT applied", "messages", len(ds), "events", n)
 	return nil
 }
 

@@ -382,3 +382,36 @@ func ConsumeDomain(ctx context.Context, rt *hub.Runtime, name, description, doma
 		Concurrency:    1,
 	}, nil, h, StreamSpec())
 }
+
+// ConsumeDomainBatch is ConsumeDomain for a handler that applies up to
+// batch messages at a time, in one transaction: the messages that are
+// waiting, in the order they were acknowledged. A batch is acknowledged
+// only after the handler returns nil; after an error its messages are
+// handed over again one by one (see events.RawBatchHandler), so a single
+// bad message is retried and dead-lettered alone.
+func ConsumeDomainBatch(ctx context.Context, rt *hub.Runtime, name, description, domain string, batch, maxDeliver int, backOff []time.Duration, h events.RawBatchHandler) (*events.Consumer, error) {
+	if _, err := rt.Bus.EnsureStream(ctx, StreamSpec()); err != nil {
+		return nil, fmt.Errorf("%s: stream %s: %w", name, StreamName, err)
+	}
+	cons, err := rt.Bus.ConsumeRawBatch(ctx, events.ConsumerSpec{
+		Name:           name,
+		Description:    description,
+		Stream:         StreamName,
+		FilterSubjects: []string{DomainFilter(domain)},
+		MaxDeliver:     maxDeliver,
+		BackOff:        backOff,
+		Batch:          batch,
+	}, h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	rt.Server.AddCheck(name+" consumer", func(context.Context) error {
+		select {
+		case <-cons.Done():
+			return errors.New("stopped")
+		default:
+			return nil
+		}
+	})
+	return cons, nil
+}
