@@ -76,7 +76,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component.
 func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "orders and reports from ORM, OMI and ORU", Domain, b.MaxDeliver, b.BackOff, b.handle)
+	cons, err := hl7intake.ConsumeDomainBatch(ctx, b.rt, ConsumerName, "orders and reports from ORM, OMI and ORU", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
 	if err != nil {
 		return err
 	}
@@ -89,57 +89,84 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	return hub.StopConsumer(ctx, b.cons)
 }
 
-func (b *Bridge) handle(ctx context.Context, d events.Delivery) error {
-	msg, key, err := hl7intake.Decode(d)
-	if err != nil {
-		return err
+// BatchSize is the most messages applied in one catalog transaction.
+// When the bridge is behind, one commit (and one flush to disk) then
+// serves many messages instead of one each.
+const BatchSize = 100
+
+// handle applies the waiting messages in the order they were accepted, in
+// one transaction with their processed-message keys and events, so a
+// batch commits whole or not at all and is acknowledged only after it
+// commits. A message that cannot be read fails the batch; the consumer
+// then hands each message over alone and that one is dead-lettered.
+func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
+	type item struct {
+		key, typ string
+		apply    func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error)
 	}
-	h := msg.Header()
-	var apply func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error)
-	switch h.MessageType {
-	case "ORM", "OMI":
-		orders, errs := ParseOrders(msg)
-		if len(errs) > 0 {
-			return events.Permanent(fmt.Errorf("ris-bridge: %s", errs[0].Text))
-		}
-		apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
-			return ApplyOrders(ctx, tx, orders, h.MessageType+"^"+h.TriggerEvent, key)
-		}
-	case "ORU":
-		r, errs := ParseReport(msg)
-		if len(errs) > 0 {
-			return events.Permanent(fmt.Errorf("ris-bridge: %s", errs[0].Text))
-		}
-		apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
-			return ApplyReport(ctx, tx, r, key)
-		}
-	default:
-		return events.Permanent(fmt.Errorf("ris-bridge: unexpected message type %s", h.MessageType))
-	}
-	var evs []events.Event
-	err = b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
-		evs = nil
-		first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, key, h.MessageType+"^"+h.TriggerEvent)
-		if err != nil || !first {
+	items := make([]item, len(ds))
+	for i, d := range ds {
+		msg, key, err := hl7intake.Decode(d)
+		if err != nil {
 			return err
 		}
-		if evs, err = apply(ctx, tx); err != nil {
-			return err
+		h := msg.Header()
+		it := item{key: key, typ: h.MessageType + "^" + h.TriggerEvent}
+		switch h.MessageType {
+		case "ORM", "OMI":
+			orders, errs := ParseOrders(msg)
+			if len(errs) > 0 {
+				return events.Permanent(fmt.Errorf("ris-bridge: %s", errs[0].Text))
+			}
+			it.apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
+				return ApplyOrders(ctx, tx, orders, it.typ, key)
+			}
+		case "ORU":
+			r, errs := ParseReport(msg)
+			if len(errs) > 0 {
+				return events.Permanent(fmt.Errorf("ris-bridge: %s", errs[0].Text))
+			}
+			it.apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
+				return ApplyReport(ctx, tx, r, key)
+			}
+		default:
+			return events.Permanent(fmt.Errorf("ris-bridge: unexpected message type %s", h.MessageType))
 		}
-		for _, e := range evs {
-			m, err := outbox.Message(e)
+		items[i] = it
+	}
+	var n int
+	err := b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		n = 0
+		for _, it := range items {
+			first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, it.key, it.typ)
 			if err != nil {
 				return err
 			}
-			tx.AppendOutbox(m)
+			if !first {
+				continue
+			}
+			evs, err := it.apply(ctx, tx)
+			if err != nil {
+				return err
+			}
+			for _, e := range evs {
+				m, err := outbox.Message(e)
+				if err != nil {
+					return err
+				}
+				tx.AppendOutbox(m)
+			}
+			n += len(evs)
 		}
 		return nil
 	})
 	if err != nil {
-		b.log.Warn("message not applied", "type", h.MessageType+"^"+h.TriggerEvent, "delivery", d.NumDelivered, "err", err)
+		if len(ds) == 1 {
+			b.log.Warn("message not applied", "type", items[0].typ, "delivery", ds[0].NumDelivered, "err", err)
+		}
 		return err
 	}
-	if len(evs) > 0 {
+	if n > 0 {
 		b.rt.Relay.Kick()
 	}
 	return nil
