@@ -7,7 +7,8 @@
 // stores every accepted ADT on the stream IH_HL7_IN under ihhl7.in.his.ADT.
 // The bridge consumes that stream with a durable consumer; each message's
 // effect, its processed-message key and its events commit in one catalog
-// transaction, so a redelivered or resent message changes nothing twice.
+// transaction (with the other messages of its batch, in order), so a
+// redelivered or resent message changes nothing twice.
 package hisbridge
 
 import (
@@ -67,7 +68,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component: it starts consuming ADT messages.
 func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := hl7intake.ConsumeDomainBatch(ctx, b.rt, ConsumerName, "patient registry from ADT", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
+	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "patient registry from ADT", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
 	if err != nil {
 		return err
 	}

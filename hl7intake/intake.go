@@ -365,31 +365,16 @@ func Decode(d events.Delivery) (*hl7.Message, string, error) {
 }
 
 // ConsumeDomain starts the durable consumer name of one domain's accepted
-// messages (StreamName, subject DomainFilter(domain)) on rt. Messages are
-// handled one at a time, in the order they were acknowledged, since a
-// patient's or an order's messages must apply in the order sent; zero
-// maxDeliver and backOff take the events package defaults. Stop it with
-// hub.StopConsumer.
-func ConsumeDomain(ctx context.Context, rt *hub.Runtime, name, description, domain string, maxDeliver int, backOff []time.Duration, h events.RawHandler) (*events.Consumer, error) {
-	return rt.StartConsumer(ctx, events.ConsumerSpec{
-		Name:        name,
-		Description: description,
-		Stream:      StreamName,
-		// One filter subject: NATS servers before 2.10 take no more.
-		FilterSubjects: []string{DomainFilter(domain)},
-		MaxDeliver:     maxDeliver,
-		BackOff:        backOff,
-		Concurrency:    1,
-	}, nil, h, StreamSpec())
-}
-
-// ConsumeDomainBatch is ConsumeDomain for a handler that applies up to
-// batch messages at a time, in one transaction: the messages that are
-// waiting, in the order they were acknowledged. A batch is acknowledged
-// only after the handler returns nil; after an error its messages are
-// handed over again one by one (see events.RawBatchHandler), so a single
-// bad message is retried and dead-lettered alone.
-func ConsumeDomainBatch(ctx context.Context, rt *hub.Runtime, name, description, domain string, batch, maxDeliver int, backOff []time.Duration, h events.RawBatchHandler) (*events.Consumer, error) {
+// messages (StreamName, subject DomainFilter(domain)) on rt. The handler
+// gets the messages that are waiting, up to batch, in the order they were
+// acknowledged, one batch at a time, since a patient's or an order's
+// messages must apply in the order sent; it applies them in one
+// transaction. A batch is acknowledged only after the handler returns nil;
+// after an error its messages are handed over again one by one (see
+// events.RawBatchHandler), so a single bad message is retried and
+// dead-lettered alone. Zero maxDeliver and backOff take the events package
+// defaults. Stop it with hub.StopConsumer.
+func ConsumeDomain(ctx context.Context, rt *hub.Runtime, name, description, domain string, batch, maxDeliver int, backOff []time.Duration, h events.RawBatchHandler) (*events.Consumer, error) {
 	if _, err := rt.Bus.EnsureStream(ctx, StreamSpec()); err != nil {
 		return nil, fmt.Errorf("%s: stream %s: %w", name, StreamName, err)
 	}

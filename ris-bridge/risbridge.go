@@ -9,7 +9,7 @@
 // stores accepted messages under ihhl7.in.ris.<type>; one durable consumer
 // with the filter ihhl7.in.ris.> takes them in the order received. A
 // message's effect, its processed-message key and its events commit in one
-// catalog transaction.
+// catalog transaction, together with the other messages of its batch.
 package risbridge
 
 import (
@@ -76,7 +76,7 @@ func (b *Bridge) Name() string { return ConsumerName }
 
 // Start implements hub.Component.
 func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := hl7intake.ConsumeDomainBatch(ctx, b.rt, ConsumerName, "orders and reports from ORM, OMI and ORU", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
+	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "orders and reports from ORM, OMI and ORU", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
 	if err != nil {
 		return err
 	}
