@@ -5,7 +5,11 @@
 // default, or the PostgreSQL and NATS named by IMAGINGHUB_TEST_DATABASE_URL
 // and IMAGINGHUB_TEST_NATS_URL (a fresh database and stream prefix per run).
 //
-// Usage: go run ./bench/hl7 [-n 5000] [-conns 1,8]
+// Usage: go run ./bench/hl7 [-n 5000] [-conns 1,8] [-drain 60s] [-cpuprofile FILE]
+//
+// -drain waits after the runs for his-bridge to apply the backlog and
+// reports its rate; -bridge=false leaves his-bridge out, to profile the
+// listener alone (bench/hl7.sh always runs it).
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,14 +38,30 @@ import (
 func main() {
 	n := flag.Int("n", 5000, "messages per run")
 	conns := flag.String("conns", "1,8", "parallel connections per run, comma-separated")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file")
+	bridge := flag.Bool("bridge", true, "run his-bridge behind the listener (false only to profile the listener alone)")
+	drain := flag.Duration("drain", 0, "after the runs, wait up to this long for his-bridge to apply the backlog and report its rate")
 	flag.Parse()
-	if err := run(*n, *conns); err != nil {
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/hl7:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/hl7:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*n, *conns, *bridge, *drain); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/hl7:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, connList string) error {
+func run(n int, connList string, bridge bool, drain time.Duration) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "ihbench-hl7-")
 	if err != nil {
@@ -80,12 +101,14 @@ func run(n int, connList string) error {
 	if err != nil {
 		return err
 	}
-	b, err := hisbridge.New(rt)
-	if err != nil {
-		return err
-	}
 	rt.Server.Add(l)
-	rt.Server.Add(b)
+	if bridge {
+		b, err := hisbridge.New(rt)
+		if err != nil {
+			return err
+		}
+		rt.Server.Add(b)
+	}
 	if err := rt.Server.Start(ctx); err != nil {
 		return err
 	}
@@ -108,7 +131,24 @@ func run(n int, connList string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged\n", c, n, rate)
+		applied := ""
+		if bridge {
+			applied = fmt.Sprintf("; his-bridge had applied %d of %d so far", bridgeProgress(ctx, rt), run*n)
+		}
+		fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged%s\n", c, n, rate, applied)
+	}
+	if bridge && drain > 0 {
+		// How fast his-bridge works off the backlog once the senders stop.
+		start, from := time.Now(), bridgeProgress(ctx, rt)
+		total := uint64(run * n)
+		done := from
+		for done < total && time.Since(start) < drain {
+			time.Sleep(100 * time.Millisecond)
+			done = bridgeProgress(ctx, rt)
+		}
+		el := time.Since(start)
+		fmt.Printf("  his-bridge after the runs: applied %d more in %.1fs (%.0f msg/s), %d of %d in all\n",
+			done-from, el.Seconds(), float64(done-from)/el.Seconds(), done, total)
 	}
 	return nil
 }
