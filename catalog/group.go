@@ -18,7 +18,8 @@ import (
 // caller returns only after the commit that holds its writes (or with an
 // error, having written nothing): durability is the same as one
 // transaction each, the fsync and the shared pages are paid once per
-// group. A lone writer runs in a plain transaction, as before.
+// group. A lone writer runs in a plain transaction, as before. A caller
+// whose context ends while it waits for its turn leaves the queue.
 //
 // Statements inside a group ignore their callers' cancellation: SQLite
 // answers an interrupted write by rolling back the whole transaction,
@@ -30,11 +31,21 @@ const maxGroup = 64
 
 type groupJob struct {
 	ctx      context.Context
+	lazy     bool // may commit without fsync (see inTxLazy)
 	fn       func(tx *Tx) error
 	err      error
 	panicked any
 	done     chan struct{}
+	// state moves from queued to running (the loop takes the job) or to
+	// abandoned (its caller's context ended first), never both.
+	state atomic.Int32
 }
+
+const (
+	jobQueued int32 = iota
+	jobRunning
+	jobAbandoned
+)
 
 type group struct {
 	once sync.Once
@@ -44,21 +55,26 @@ type group struct {
 	done chan struct{} // closed when the loop has run the last job
 
 	largest atomic.Int64 // the most jobs one transaction carried (tests)
+	relaxed bool         // the writer runs with synchronous=NORMAL; loop only
 }
 
 // inGroupTx runs fn in the next group transaction and waits for its commit.
-func (c *Catalog) inGroupTx(ctx context.Context, fn func(tx *Tx) error) error {
+func (c *Catalog) inGroupTx(ctx context.Context, lazy bool, fn func(tx *Tx) error) error {
 	g := &c.group
 	g.once.Do(func() {
 		g.jobs = make(chan *groupJob, maxGroup)
 		g.done = make(chan struct{})
 		go c.groupLoop()
 	})
-	j := &groupJob{ctx: ctx, fn: fn, done: make(chan struct{})}
+	j := &groupJob{ctx: ctx, lazy: lazy, fn: fn, done: make(chan struct{})}
 	g.mu.RLock()
 	if g.shut {
 		g.mu.RUnlock()
 		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		g.mu.RUnlock()
+		return err
 	}
 	select {
 	case g.jobs <- j:
@@ -67,7 +83,14 @@ func (c *Catalog) inGroupTx(ctx context.Context, fn func(tx *Tx) error) error {
 		g.mu.RUnlock()
 		return ctx.Err()
 	}
-	<-j.done
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+			return ctx.Err() // the loop will skip it
+		}
+		<-j.done // it is running: its outcome decides
+	}
 	if j.panicked != nil {
 		panic(j.panicked)
 	}
@@ -118,6 +141,9 @@ func (c *Catalog) runGroup(batch []*groupJob) {
 	ctx := context.Background()
 	live := batch[:0:0]
 	for _, j := range batch {
+		if !j.state.CompareAndSwap(jobQueued, jobRunning) {
+			continue // abandoned by its caller
+		}
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
 			continue
@@ -129,6 +155,26 @@ func (c *Catalog) runGroup(batch []*groupJob) {
 	}
 	if n := int64(len(live)); n > c.group.largest.Load() {
 		c.group.largest.Store(n)
+	}
+	// A group of lazy jobs only commits without the fsync; the next
+	// durable commit syncs the WAL, and the lazy writes before it, to disk.
+	lazy := true
+	for _, j := range live {
+		lazy = lazy && j.lazy
+	}
+	if lazy != c.group.relaxed {
+		mode := "FULL"
+		if lazy {
+			mode = "NORMAL"
+		}
+		if _, err := c.writer.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+			err = fmt.Errorf("catalog: synchronous=%s: %w", mode, c.d.wrap(err))
+			for _, j := range live {
+				j.err = err
+			}
+			return
+		}
+		c.group.relaxed = lazy
 	}
 	sqlTx, err := c.writer.BeginTx(ctx, nil)
 	if err != nil {

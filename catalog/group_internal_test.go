@@ -54,3 +54,44 @@ func TestGroupCommitGroups(t *testing.T) {
 		t.Errorf("OutboxBacklog = %d, %v; want %d", b, err, n)
 	}
 }
+
+// TestGroupCommitAbandoned checks that a writer whose context ends while it
+// waits for its turn returns at once and its function never runs.
+func TestGroupCommitAbandoned(t *testing.T) {
+	ctx := context.Background()
+	c, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	started, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- c.InTx(ctx, func(tx *Tx) error { close(started); <-release; return nil })
+	}()
+	<-started
+	qctx, cancel := context.WithCancel(ctx)
+	ran := false
+	queued := make(chan error, 1)
+	go func() {
+		queued <- c.InTx(qctx, func(tx *Tx) error { ran = true; return nil })
+	}()
+	for len(c.group.jobs) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-queued; err != context.Canceled {
+		t.Errorf("queued writer: err = %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	// The loop has skipped the abandoned job by the time a later one commits.
+	if err := c.InTx(ctx, func(tx *Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ran {
+		t.Error("the abandoned writer's function ran")
+	}
+}

@@ -76,7 +76,7 @@ func (c *Catalog) ClaimOutbox(ctx context.Context, lease time.Duration, limit in
 		return nil, fmt.Errorf("%w: outbox claim limit %d lease %v", ErrInvalid, limit, lease)
 	}
 	var msgs []OutboxMessage
-	err := c.InTx(ctx, func(tx *Tx) error {
+	err := c.inTxLazy(ctx, func(tx *Tx) error {
 		now := time.Now()
 		rows, err := tx.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
  WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?)
@@ -107,9 +107,10 @@ func (c *Catalog) ClaimOutbox(ctx context.Context, lease time.Duration, limit in
 func (c *Catalog) MarkOutboxSent(ctx context.Context, ids ...int64) error {
 	const chunk = 500 // stays far below both backends' bound-parameter limits
 	now := c.d.timeArg(time.Now())
-	// In a transaction, so that on SQLite it joins the group commit of
-	// the writes waiting beside it.
-	err := c.InTx(ctx, func(tx *Tx) error {
+	// A lost mark costs a repeated publish, which JetStream drops by the
+	// event id (or consumers as already processed): no need to wait for
+	// the disk.
+	err := c.inTxLazy(ctx, func(tx *Tx) error {
 		for part := range slices.Chunk(ids, chunk) {
 			args := make([]any, 0, len(part)+1)
 			args = append(args, now)

@@ -144,9 +144,24 @@ func validateOutbox(msgs []OutboxMessage) error {
 // IMMEDIATE on the single writer connection): fn must not call other
 // Catalog write methods, which would wait for the connection fn holds.
 func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	return c.inTx(ctx, false, fn)
+}
+
+// inTxLazy is InTx for bookkeeping whose loss in a power failure or OS
+// crash costs nothing but a repeat, such as the relay's claims and sent
+// marks (a lost mark re-publishes an event, which JetStream drops by its
+// id or consumers drop as already processed). Its commit does not wait for
+// the disk: SQLite commits it with synchronous=NORMAL, PostgreSQL with
+// synchronous_commit off. Commit order is kept, so a lazy write is durable
+// once any later durable commit is. A process crash loses nothing.
+func (c *Catalog) inTxLazy(ctx context.Context, fn func(tx *Tx) error) error {
+	return c.inTx(ctx, true, fn)
+}
+
+func (c *Catalog) inTx(ctx context.Context, lazy bool, fn func(tx *Tx) error) error {
 	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
-		err = c.inTxOnce(ctx, fn)
+		err = c.inTxOnce(ctx, lazy, fn)
 		if err == nil || !c.d.retryable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -160,13 +175,19 @@ func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return err
 }
 
-func (c *Catalog) inTxOnce(ctx context.Context, fn func(tx *Tx) error) (err error) {
+func (c *Catalog) inTxOnce(ctx context.Context, lazy bool, fn func(tx *Tx) error) (err error) {
 	if c.d.name == "sqlite" {
-		return c.inGroupTx(ctx, fn)
+		return c.inGroupTx(ctx, lazy, fn)
 	}
 	sqlTx, err := c.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("catalog: begin: %w", c.d.wrap(err))
+	}
+	if lazy {
+		if _, err := sqlTx.ExecContext(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			_ = sqlTx.Rollback()
+			return fmt.Errorf("catalog: begin: %w", c.d.wrap(err))
+		}
 	}
 	tx := &Tx{c: c, tx: sqlTx}
 	defer func() {
