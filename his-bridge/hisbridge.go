@@ -111,15 +111,19 @@ func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
 		}
 		items[i] = item{adt, key}
 	}
+	keys, types := make([]string, len(items)), make([]string, len(items))
+	for i, it := range items {
+		keys[i], types[i] = it.key, "ADT^"+it.adt.TriggerEvent
+	}
 	var n int
 	err := b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
 		n = 0
-		for _, it := range items {
-			first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, it.key, "ADT^"+it.adt.TriggerEvent)
-			if err != nil {
-				return err
-			}
-			if !first {
+		first, err := hl7intake.MarkProcessedBatch(ctx, tx, ConsumerName, keys, types)
+		if err != nil {
+			return err
+		}
+		for i, it := range items {
+			if !first[i] {
 				continue
 			}
 			evs, err := Apply(ctx, tx, it.adt, it.key)
@@ -319,12 +323,27 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (i
 		{"address_state", a.Address.State}, {"address_postal_code", a.Address.PostalCode}, {"address_country", a.Address.Country},
 		{"phone", a.Phone},
 	}
-	created := false
 	if id == 0 {
-		if err := tx.QueryRowContext(ctx, `INSERT INTO registry_patients (created_at, updated_at) VALUES (?, ?) RETURNING id`, tx.Time(now), tx.Time(now)).Scan(&id); err != nil {
+		// A new record, all fields in one statement: empty and cleared
+		// ("") fields are both empty.
+		names := []string{"created_at", "updated_at"}
+		args := []any{tx.Time(now), tx.Time(now)}
+		for _, c := range cols {
+			v := c.value
+			if v == null || v == strings.ToLower(null) {
+				v = ""
+			}
+			names = append(names, c.name)
+			args = append(args, v)
+		}
+		q := `INSERT INTO registry_patients (` + strings.Join(names, ", ") + `) VALUES (?` + strings.Repeat(", ?", len(names)-1) + `) RETURNING id`
+		if err := tx.QueryRowContext(ctx, q, args...).Scan(&id); err != nil {
 			return 0, false, err
 		}
-		created = true
+		if err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
+			return 0, false, err
+		}
+		return id, true, nil
 	}
 	set := []string{"updated_at = ?"}
 	args := []any{tx.Time(now)}
@@ -346,7 +365,7 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (i
 	if err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
 		return 0, false, err
 	}
-	return id, created, nil
+	return id, false, nil
 }
 
 // applyVisit records PV1 for the patient: registration events open or

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -347,6 +348,60 @@ func MarkProcessed(ctx context.Context, tx *catalog.Tx, consumer, key, messageTy
 		return false, fmt.Errorf("hl7intake: record processed message: %w", err)
 	}
 	return n == 1, nil
+}
+
+// MarkProcessedBatch is MarkProcessed for the messages of a batch, in a
+// few multi-row statements: first[i] reports that keys[i] (of type
+// types[i]) was not recorded before, by an earlier transaction or earlier
+// in keys.
+func MarkProcessedBatch(ctx context.Context, tx *catalog.Tx, consumer string, keys, types []string) ([]bool, error) {
+	first := make([]bool, len(keys))
+	now := tx.Time(time.Now())
+	for lo := 0; lo < len(keys); {
+		// Chunks of 128, 64, …, 1 rows: a handful of distinct statements
+		// for the catalog's statement caches, whatever the batch sizes.
+		chunk := 128
+		for chunk > len(keys)-lo {
+			chunk /= 2
+		}
+		hi := lo + chunk
+		var q strings.Builder
+		q.WriteString(`INSERT INTO hl7_processed (message_key, consumer, message_type, processed_at) VALUES `)
+		args := make([]any, 0, 4*(hi-lo))
+		for i := lo; i < hi; i++ {
+			if i > lo {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?)")
+			args = append(args, keys[i], consumer, types[i], now)
+		}
+		q.WriteString(` ON CONFLICT (message_key) DO NOTHING RETURNING message_key`)
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("hl7intake: record processed messages: %w", err)
+		}
+		inserted := map[string]bool{}
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("hl7intake: record processed messages: %w", err)
+			}
+			inserted[k] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("hl7intake: record processed messages: %w", err)
+		}
+		for i := lo; i < hi; i++ {
+			// A key twice in the batch is inserted once: its first
+			// occurrence takes it.
+			first[i] = inserted[keys[i]]
+			delete(inserted, keys[i])
+		}
+		lo = hi
+	}
+	return first, nil
 }
 
 // Decode parses a stored message for a consumer and returns it with its

@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/hl7"
 	"github.com/imaginghub/imaginghub/hl7/mllp"
 	"github.com/imaginghub/imaginghub/hl7intake"
@@ -168,5 +171,56 @@ func TestMessageKey(t *testing.T) {
 		if got := hl7intake.MessageKey(tc.h) == k; got != tc.same {
 			t.Errorf("%s: same key = %v, want %v", tc.name, got, tc.same)
 		}
+	}
+}
+
+// TestMarkProcessedBatch: a key recorded before, or earlier in the same
+// batch (also across the statement chunks), is not new.
+func TestMarkProcessedBatch(t *testing.T) {
+	rt, _ := startListener(t)
+	ctx := context.Background()
+	err := rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		_, err := hl7intake.MarkProcessed(ctx, tx, "test", "old", "ADT^A08")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"k1", "old", "k2", "k1"}
+	want := []bool{true, false, true, false}
+	for i := range 200 {
+		keys = append(keys, fmt.Sprintf("n%d", i))
+		want = append(want, true)
+	}
+	keys = append(keys, "k2", "n150", "k3")
+	want = append(want, false, false, true)
+	types := make([]string, len(keys))
+	for i := range types {
+		types[i] = "ADT^A08"
+	}
+	var first []bool
+	err = rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		var err error
+		first, err = hl7intake.MarkProcessedBatch(ctx, tx, "test", keys, types)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		if first[i] != want[i] {
+			t.Errorf("key %d %s: first %v, want %v", i, keys[i], first[i], want[i])
+		}
+	}
+	// Everything is recorded now.
+	err = rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		first, err = hl7intake.MarkProcessedBatch(ctx, tx, "test", keys[:8], types[:8])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(first, true) {
+		t.Errorf("recorded keys reported new: %v", first)
 	}
 }

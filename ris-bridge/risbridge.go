@@ -134,15 +134,19 @@ func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
 		}
 		items[i] = it
 	}
+	keys, types := make([]string, len(items)), make([]string, len(items))
+	for i, it := range items {
+		keys[i], types[i] = it.key, it.typ
+	}
 	var n int
 	err := b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
 		n = 0
-		for _, it := range items {
-			first, err := hl7intake.MarkProcessed(ctx, tx, ConsumerName, it.key, it.typ)
-			if err != nil {
-				return err
-			}
-			if !first {
+		first, err := hl7intake.MarkProcessedBatch(ctx, tx, ConsumerName, keys, types)
+		if err != nil {
+			return err
+		}
+		for i, it := range items {
+			if !first[i] {
 				continue
 			}
 			evs, err := it.apply(ctx, tx)
