@@ -8,7 +8,8 @@
 //     embedded default, in WAL mode with synchronous=FULL. Writes go through
 //     a single connection that begins transactions with BEGIN IMMEDIATE, so
 //     writers queue in the process instead of failing with SQLITE_BUSY;
-//     reads use a separate pool.
+//     the writers that queue behind a running transaction commit together
+//     (group commit, each in its own savepoint); reads use a separate pool.
 //   - "postgres://…" or "postgresql://…": PostgreSQL through a pgx/v5 pool.
 //
 // Both backends share one SQL implementation over database/sql; what differs
