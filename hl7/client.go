@@ -135,9 +135,12 @@ func (c *Client) dial(ctx context.Context) error {
 
 func (c *Client) roundTrip(ctx context.Context, msg []byte) ([]byte, error) {
 	dl, _ := ctx.Deadline()
-	_ = c.conn.SetDeadline(dl)
-	// Cancelling ctx interrupts a blocked read or write.
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	nc := c.conn
+	_ = nc.SetDeadline(dl)
+	// Cancelling ctx interrupts a blocked read or write. The function may
+	// still run after Send gave up and closed the connection (c.conn is
+	// nil then), so it holds its own reference.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := c.w.WriteMessage(msg); err != nil {
 		return nil, ctxError(ctx, dl, err)
