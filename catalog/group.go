@@ -30,8 +30,8 @@ import (
 const maxGroup = 64
 
 type groupJob struct {
-	ctx      context.Context
-	lazy     bool // may commit without fsync (see inTxLazy)
+	ctx context.Context
+	txOpts
 	fn       func(tx *Tx) error
 	err      error
 	panicked any
@@ -59,14 +59,14 @@ type group struct {
 }
 
 // inGroupTx runs fn in the next group transaction and waits for its commit.
-func (c *Catalog) inGroupTx(ctx context.Context, lazy bool, fn func(tx *Tx) error) error {
+func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error) error {
 	g := &c.group
 	g.once.Do(func() {
 		g.jobs = make(chan *groupJob, maxGroup)
 		g.done = make(chan struct{})
 		go c.groupLoop()
 	})
-	j := &groupJob{ctx: ctx, lazy: lazy, fn: fn, done: make(chan struct{})}
+	j := &groupJob{ctx: ctx, txOpts: o, fn: fn, done: make(chan struct{})}
 	g.mu.RLock()
 	if g.shut {
 		g.mu.RUnlock()
@@ -228,6 +228,23 @@ func (c *Catalog) runGroup(batch []*groupJob) {
 		}
 		if j.err == nil {
 			ok = append(ok, j)
+		}
+	}
+	// What the commit depends on (the jobs' files being durable) was
+	// under way while the statements ran; wait for it now. A job whose
+	// precondition fails cannot be taken out of the released savepoints,
+	// so the group fails (it is a disk error, which the others would meet
+	// too).
+	if fatal == nil {
+		for _, j := range ok {
+			if j.ready == nil {
+				continue
+			}
+			if err := j.ready(); err != nil {
+				j.err = err
+				fatal = fmt.Errorf("catalog: group commit abandoned: a writer's precondition failed: %w", err)
+				break
+			}
 		}
 	}
 	if fatal != nil || len(ok) == 0 {

@@ -95,3 +95,62 @@ func TestGroupCommitAbandoned(t *testing.T) {
 		t.Error("the abandoned writer's function ran")
 	}
 }
+
+// TestGroupCommitReady checks the commit precondition: statements run
+// first, the commit waits for every job's ready, and a failing ready fails
+// the group without committing anything of it.
+func TestGroupCommitReady(t *testing.T) {
+	ctx := context.Background()
+	c, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	write := func(id string) func(tx *Tx) error {
+		return func(tx *Tx) error {
+			tx.AppendOutbox(OutboxMessage{EventID: id, Subject: "ih.test"})
+			return nil
+		}
+	}
+	// Alone: a ready that fails rolls back; one that succeeds commits.
+	errDisk := fmt.Errorf("disk failed")
+	if err := c.inTx(ctx, txOpts{ready: func() error { return errDisk }}, write("a")); err != errDisk {
+		t.Fatalf("failing ready: err = %v", err)
+	}
+	if err := c.inTx(ctx, txOpts{ready: func() error { return nil }}, write("b")); err != nil {
+		t.Fatal(err)
+	}
+	// In a group: queue three behind a held transaction, one of them with
+	// a failing ready.
+	started, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.InTx(ctx, func(tx *Tx) error { close(started); <-release; return nil })
+	}()
+	<-started
+	errs := make([]error, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ready := func() error { return nil }
+			if i == 1 {
+				ready = func() error { return errDisk }
+			}
+			errs[i] = c.inTx(ctx, txOpts{ready: ready}, write(fmt.Sprint("g", i)))
+		}()
+	}
+	for len(c.group.jobs) < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if errs[1] != errDisk || errs[0] == nil || errs[2] == nil {
+		t.Errorf("group errors = %v, want the failing ready's own error and the others failed", errs)
+	}
+	if b, err := c.OutboxBacklog(ctx); err != nil || b != 1 {
+		t.Errorf("OutboxBacklog = %d, %v; want 1 (only b)", b, err)
+	}
+}

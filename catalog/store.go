@@ -46,18 +46,13 @@ func (c *Catalog) StoreInstanceWhen(ctx context.Context, rec InstanceRecord, pol
 		return StoreResult{}, fmt.Errorf("%w: DuplicatePolicy %d", ErrInvalid, policy)
 	}
 	var res StoreResult
-	err := c.InTx(ctx, func(tx *Tx) error {
+	err := c.inTx(ctx, txOpts{ready: ready}, func(tx *Tx) error {
 		res = StoreResult{}
 		r, err := tx.storeInstance(ctx, &rec, policy)
 		if err != nil {
 			return err
 		}
 		res = r
-		if ready != nil {
-			if err := ready(); err != nil {
-				return err
-			}
-		}
 		if res.Duplicate && policy != Replace {
 			// Roll back the patient and study updates made on the way:
 			// a kept duplicate changes nothing.

@@ -144,7 +144,7 @@ func validateOutbox(msgs []OutboxMessage) error {
 // IMMEDIATE on the single writer connection): fn must not call other
 // Catalog write methods, which would wait for the connection fn holds.
 func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return c.inTx(ctx, false, fn)
+	return c.inTx(ctx, txOpts{}, fn)
 }
 
 // inTxLazy is InTx for bookkeeping whose loss in a power failure or OS
@@ -155,13 +155,24 @@ func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 // synchronous_commit off. Commit order is kept, so a lazy write is durable
 // once any later durable commit is. A process crash loses nothing.
 func (c *Catalog) inTxLazy(ctx context.Context, fn func(tx *Tx) error) error {
-	return c.inTx(ctx, true, fn)
+	return c.inTx(ctx, txOpts{lazy: true}, fn)
 }
 
-func (c *Catalog) inTx(ctx context.Context, lazy bool, fn func(tx *Tx) error) error {
+// txOpts are the variants of a write transaction.
+type txOpts struct {
+	// lazy: the commit need not wait for the disk (see inTxLazy).
+	lazy bool
+	// ready, if set, is called after fn succeeded and before the commit;
+	// an error rolls the transaction back. It lets a caller run the
+	// statements while something the commit depends on (a file's fsync)
+	// completes. It may be called more than once (PostgreSQL retries).
+	ready func() error
+}
+
+func (c *Catalog) inTx(ctx context.Context, o txOpts, fn func(tx *Tx) error) error {
 	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
-		err = c.inTxOnce(ctx, lazy, fn)
+		err = c.inTxOnce(ctx, o, fn)
 		if err == nil || !c.d.retryable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -175,15 +186,15 @@ func (c *Catalog) inTx(ctx context.Context, lazy bool, fn func(tx *Tx) error) er
 	return err
 }
 
-func (c *Catalog) inTxOnce(ctx context.Context, lazy bool, fn func(tx *Tx) error) (err error) {
+func (c *Catalog) inTxOnce(ctx context.Context, o txOpts, fn func(tx *Tx) error) (err error) {
 	if c.d.name == "sqlite" {
-		return c.inGroupTx(ctx, lazy, fn)
+		return c.inGroupTx(ctx, o, fn)
 	}
 	sqlTx, err := c.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("catalog: begin: %w", c.d.wrap(err))
 	}
-	if lazy {
+	if o.lazy {
 		if _, err := sqlTx.ExecContext(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
 			_ = sqlTx.Rollback()
 			return fmt.Errorf("catalog: begin: %w", c.d.wrap(err))
@@ -209,6 +220,11 @@ func (c *Catalog) inTxOnce(ctx context.Context, lazy bool, fn func(tx *Tx) error
 	}
 	if err = tx.flushOutbox(ctx); err != nil {
 		return err
+	}
+	if o.ready != nil {
+		if err = o.ready(); err != nil {
+			return err
+		}
 	}
 	if err = sqlTx.Commit(); err != nil {
 		return fmt.Errorf("catalog: commit: %w", c.d.wrap(err))

@@ -241,9 +241,9 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	size := w.Written()
 	res = Result{Header: hdr, BlobKey: key, Size: size}
 
-	// The file's fsync and rename run while the event is built (and, on
-	// PostgreSQL, while the catalog writes its rows); the rows commit only
-	// once the file is durable.
+	// The file's fsync and rename run while the event is built and the
+	// catalog writes its rows; the rows commit only once the file is
+	// durable.
 	committed = true // Commit cleans up after itself on failure
 	blobDone := make(chan error, 1)
 	go func() { blobDone <- w.Commit(ctx, key) }()
@@ -292,18 +292,11 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 		discard()
 		return res, err
 	}
-	// PostgreSQL writers run side by side, so the rows are written while
-	// the file syncs and commit once it is durable. SQLite has one writer:
-	// holding it through the fsync would queue every other association
-	// behind this one's disk, so the file is made durable first.
-	ready := blobReady
-	if s.Catalog.Backend() == "sqlite" {
-		if berr := blobReady(); berr != nil {
-			return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, berr)
-		}
-		ready = nil
-	}
-	sr, err := s.Catalog.StoreInstanceWhen(ctx, record(req, hdr, key, size), s.Policy, ready, msg)
+	// The rows are written while the file syncs and commit once it is
+	// durable. On SQLite the writers that queue meanwhile join the same
+	// commit (the catalog's group commit), so one association's fsync
+	// does not hold the others back.
+	sr, err := s.Catalog.StoreInstanceWhen(ctx, record(req, hdr, key, size), s.Policy, blobReady, msg)
 	if berr := blobReady(); berr != nil {
 		return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, berr)
 	}
