@@ -33,6 +33,10 @@ go build -o "$work/imaginghub" ./cmd/imaginghub
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open"; exit 1; }
 now() { date +%s.%N; }
+# Every run starts with no dirty page cache: the files just generated (or
+# written by the previous peer without fsync) would otherwise be flushed
+# during the next run and slow whoever fsyncs in it.
+settle() { sync; sleep 0.5; }
 rate() { python3 -c "import sys; n,s,b=float(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); print(f'{n/s:8.1f} inst/s {b/1e6/s:8.1f} MB/s ({s:.2f} s)')" "$@"; }
 
 "$work/imaginghub" dicom synth --instances "$N" --seed 42 "$work/ct" >/dev/null
@@ -58,7 +62,7 @@ start_hub() {
 
 # --- the hub, one association
 start_hub "$work/hub1"
-t0=$(now); send "$hub_dicom" IMAGINGHUB "${files[@]}"; t1=$(now)
+settle; t0=$(now); send "$hub_dicom" IMAGINGHUB "${files[@]}"; t1=$(now)
 hub_s=$(python3 -c "print($t1-$t0)")
 echo "hub        1 assoc: $(rate "$N" "$hub_s" "$bytes")"
 kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
@@ -67,7 +71,7 @@ kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
 p=$(free_port); mkdir -p "$work/scp"
 LD_PRELOAD="$LD_PRELOAD_SHIM" storescp -aet STORESCP -od "$work/scp" "$p" & pids+=($!); scp_pid=$!
 wait_port "$p"
-t0=$(now); send "$p" STORESCP "${files[@]}"; t1=$(now)
+settle; t0=$(now); send "$p" STORESCP "${files[@]}"; t1=$(now)
 scp_s=$(python3 -c "print($t1-$t0)")
 echo "storescp   1 assoc: $(rate "$N" "$scp_s" "$bytes")"
 kill "$scp_pid" 2>/dev/null || true
@@ -83,7 +87,7 @@ if command -v Orthanc >/dev/null; then
 JSON
   LD_PRELOAD="$LD_PRELOAD_SHIM" Orthanc "$work/orthanc/config.json" >"$work/orthanc.log" 2>&1 & pids+=($!); orthanc_pid=$!
   wait_port "$p"
-  t0=$(now); send "$p" ORTHANC "${files[@]}"; t1=$(now)
+  settle; t0=$(now); send "$p" ORTHANC "${files[@]}"; t1=$(now)
   orthanc_s=$(python3 -c "print($t1-$t0)")
   echo "Orthanc    1 assoc: $(rate "$N" "$orthanc_s" "$bytes")"
   kill "$orthanc_pid" 2>/dev/null || true
@@ -93,7 +97,7 @@ fi
 
 # --- the hub, 4 associations (4 storescu processes, N/4 files each)
 start_hub "$work/hub4"
-t0=$(now)
+settle; t0=$(now)
 for k in 0 1 2 3; do
   part=(); for ((i=k; i<N; i+=4)); do part+=("${files[$i]}"); done
   send "$hub_dicom" IMAGINGHUB "${part[@]}" & 
@@ -117,7 +121,7 @@ PY
 # --- one 1 GiB multi-frame instance: peak RSS of the hub
 "$work/imaginghub" dicom synth --instances 1 --frames 2048 --size 512 --seed 7 "$work/big" >/dev/null
 start_hub "$work/hubbig"
-t0=$(now); send "$hub_dicom" IMAGINGHUB "$work"/big/*.dcm; t1=$(now)
+settle; t0=$(now); send "$hub_dicom" IMAGINGHUB "$work"/big/*.dcm; t1=$(now)
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$hub_pid/status)
 big=$(du -b "$work"/big/*.dcm | cut -f1)
 echo "1 GiB instance: $(rate 1 "$(python3 -c "print($t1-$t0)")" "$big")  hub peak RSS $((rss_kb/1024)) MiB (target < 100 MiB)"
