@@ -48,6 +48,13 @@ type Relay struct {
 	// restarted one) takes them. A lease that lapses costs a duplicate
 	// publish, which JetStream drops.
 	Lease time.Duration
+	// Gather is the least time between two passes while events keep
+	// coming: a kick soon after a pass waits out the rest of it, so that a
+	// burst of commits (an association storing hundreds of instances a
+	// second) goes out in batches rather than one claim, publish and mark
+	// per event. A kick after a quiet spell is served at once. 5ms if zero;
+	// negative: never wait.
+	Gather time.Duration
 	// RetryMax caps the backoff while NATS or the catalog is down; 5s if zero.
 	RetryMax time.Duration
 	// KeepSent is how long sent rows stay in the table (for inspection)
@@ -116,9 +123,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	poll := orDefaultDur(r.PollInterval, 200*time.Millisecond)
 	retryMax := orDefaultDur(r.RetryMax, 5*time.Second)
 	backoff := time.Duration(0)
+	gather := orDefaultDur(r.Gather, 5*time.Millisecond)
+	if r.Gather < 0 {
+		gather = 0
+	}
 	purge := time.NewTicker(time.Minute)
 	defer purge.Stop()
+	var last time.Time
 	for {
+		last = time.Now()
 		n, err := r.once(ctx, batch)
 		switch {
 		case ctx.Err() != nil:
@@ -151,6 +164,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		default:
 		}
 		if !sleep(ctx, poll, r.kick) {
+			return nil
+		}
+		if wait := gather - time.Since(last); wait > 0 && !sleep(ctx, wait, nil) {
 			return nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,5 +120,56 @@ func BenchmarkRelay(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 		})
+	}
+}
+
+// claimCounter counts the relay passes that found rows.
+type claimCounter struct {
+	outbox.Source
+	passes atomic.Int64
+}
+
+func (c *claimCounter) ClaimOutbox(ctx context.Context, lease time.Duration, limit int) ([]catalog.OutboxMessage, error) {
+	rows, err := c.Source.ClaimOutbox(ctx, lease, limit)
+	if len(rows) > 0 {
+		c.passes.Add(1)
+	}
+	return rows, err
+}
+
+// TestRunGathersBursts: commits that come one after another, each with a
+// kick, go out in a few batches, not one pass each; all are published.
+func TestRunGathersBursts(t *testing.T) {
+	s := newSetup(t, "")
+	src := &claimCounter{Source: s.cat}
+	r := outbox.New(src, s.bus, nil, quiet)
+	r.Gather = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	const n = 20
+	for i := range n {
+		commit(t, s.cat, fmt.Sprint("burst-", i), 1)
+		r.Kick()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := s.cat.OutboxBacklog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backlog still %d", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if p := src.passes.Load(); p >= n/2 {
+		t.Errorf("%d relay passes for %d kicked commits; want them gathered into a few", p, n)
 	}
 }
