@@ -258,6 +258,15 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
  updated_at = ? WHERE id = ?`, nowArg, seriesRef); err != nil {
 		return res, fmt.Errorf("count series instances: %w", err)
 	}
+	if !res.NewSeries {
+		// The study's series and their modalities are as they were: only
+		// its instance count moves.
+		if _, err := tx.ExecContext(ctx, `UPDATE studies SET number_of_study_related_instances = number_of_study_related_instances + 1,
+ updated_at = ? WHERE id = ?`, nowArg, studyRef); err != nil {
+			return res, fmt.Errorf("count study instances: %w", err)
+		}
+		return res, nil
+	}
 	if err := tx.refreshStudy(ctx, studyRef, 1, nowArg); err != nil {
 		return res, err
 	}
