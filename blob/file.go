@@ -269,15 +269,24 @@ func (s *FileStore) syncDir(dir string) error {
 }
 
 type fileWriter struct {
-	s    *FileStore
-	f    *os.File
-	n    int64
-	done bool
+	s      *FileStore
+	f      *os.File
+	n      int64
+	queued int64 // bytes handed to early writeback
+	done   bool
 }
+
+// writebackChunk is how much written data starts its way to the device
+// while the rest of the file is still arriving.
+const writebackChunk = 256 << 10
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.n += int64(n)
+	if w.n-w.queued >= writebackChunk {
+		startWriteback(w.f, w.queued, w.n-w.queued)
+		w.queued = w.n
+	}
 	return n, err
 }
 
