@@ -33,10 +33,13 @@ go build -o "$work/imaginghub" ./cmd/imaginghub
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open"; exit 1; }
 now() { date +%s.%N; }
-# Every run starts with no dirty page cache: the files just generated (or
-# written by the previous peer without fsync) would otherwise be flushed
-# during the next run and slow whoever fsyncs in it.
-settle() { sync; sleep 0.5; }
+# Every run starts from a settled disk: no dirty page cache (the files just
+# generated, or written by the previous peer without fsync, would otherwise
+# be flushed during the next run and slow whoever fsyncs in it), and no
+# freshly deleted inodes (on an ext4 without journal, creating a file skips
+# inodes deleted in the last 5 s — 5 min while their table block is dirty —
+# one by one, which after a large rm costs every file-creating peer CPU).
+settle() { sync; sleep 6; }
 rate() { python3 -c "import sys; n,s,b=float(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); print(f'{n/s:8.1f} inst/s {b/1e6/s:8.1f} MB/s ({s:.2f} s)')" "$@"; }
 
 "$work/imaginghub" dicom synth --instances "$N" --seed 42 "$work/ct" >/dev/null
