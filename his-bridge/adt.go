@@ -64,6 +64,9 @@ type Visit struct {
 	AdmitTime        string `json:"admitTime,omitempty"`        // PV1-44, RFC 3339
 	DischargeTime    string `json:"dischargeTime,omitempty"`    // PV1-45, RFC 3339
 	Status           string `json:"status,omitempty"`           // active, pending, discharged, cancelled
+	// Account is the patient account number (PID-18) the HIS sent with
+	// this visit: the account its charges post to.
+	Account *Identifier `json:"account,omitempty"`
 }
 
 // ADT is what the bridge reads from one ADT message.
@@ -75,7 +78,11 @@ type ADT struct {
 	Sex          string // PID-8, table 0001
 	Address      Address
 	Phone        string // PID-13, first repetition
-	Visit        *Visit // nil without PV1
+	// Account is PID-18, the patient account number (CX.1 and CX.4): an
+	// empty IDNumber leaves the stored account alone, the HL7 null ""
+	// clears it.
+	Account Identifier
+	Visit   *Visit // nil without PV1
 	// PriorIdentifiers are MRG-1, the identifiers being retired by a merge.
 	PriorIdentifiers []Identifier
 	// EventTime is EVN-2 (recorded date/time), RFC 3339, or "".
@@ -137,6 +144,9 @@ func ParseADT(msg *hl7.Message) (ADT, []hl7.ErrorDetail) {
 	}
 	if reps := pid.Repetitions(13); len(reps) > 0 {
 		a.Phone = phone(reps[0])
+	}
+	if reps := pid.Repetitions(18); len(reps) > 0 {
+		a.Account = Identifier{IDNumber: reps[0].Component(1), AssigningAuthority: reps[0].Component(4)}
 	}
 	if pv1 := msg.Segment("PV1"); pv1 != nil {
 		a.Visit = &Visit{

@@ -336,6 +336,10 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (i
 			names = append(names, c.name)
 			args = append(args, v)
 		}
+		if id, auth, set := accountValues(a.Account); set {
+			names = append(names, "account_number", "account_assigning_authority")
+			args = append(args, id, auth)
+		}
 		q := `INSERT INTO registry_patients (` + strings.Join(names, ", ") + `) VALUES (?` + strings.Repeat(", ?", len(names)-1) + `) RETURNING id`
 		if err := tx.QueryRowContext(ctx, q, args...).Scan(&id); err != nil {
 			return 0, false, err
@@ -357,6 +361,10 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (i
 			set = append(set, c.name+" = ?")
 			args = append(args, c.value)
 		}
+	}
+	if acc, auth, ok := accountValues(a.Account); ok {
+		set = append(set, "account_number = ?", "account_assigning_authority = ?")
+		args = append(args, acc, auth)
 	}
 	args = append(args, id)
 	if _, err := tx.ExecContext(ctx, `UPDATE registry_patients SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
@@ -390,17 +398,22 @@ func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, a ADT, now t
 	default:
 		v.Status = "active"
 	}
+	acc, auth, setAccount := accountValues(a.Account)
 	var id int64
-	var status, discharge string
-	err := tx.QueryRowContext(ctx, `SELECT id, status, discharge_time FROM registry_visits WHERE patient_ref = ? AND visit_number = ?`, patient, v.VisitNumber).Scan(&id, &status, &discharge)
+	var status, discharge, storedAcc, storedAuth string
+	err := tx.QueryRowContext(ctx, `SELECT id, status, discharge_time, account_number, account_assigning_authority FROM registry_visits
+		WHERE patient_ref = ? AND visit_number = ?`, patient, v.VisitNumber).Scan(&id, &status, &discharge, &storedAcc, &storedAuth)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if v.Status == "" {
 			v.Status = "active"
 		}
+		v.Account = account(acc, auth)
 		_, err = tx.ExecContext(ctx, `INSERT INTO registry_visits (patient_ref, visit_number, patient_class, assigned_location, attending_doctor,
-			referring_doctor, admit_time, discharge_time, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			patient, v.VisitNumber, v.PatientClass, v.AssignedLocation, v.AttendingDoctor, v.ReferringDoctor, v.AdmitTime, v.DischargeTime, v.Status, tx.Time(now))
+			referring_doctor, admit_time, discharge_time, status, account_number, account_assigning_authority, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			patient, v.VisitNumber, v.PatientClass, v.AssignedLocation, v.AttendingDoctor, v.ReferringDoctor, v.AdmitTime, v.DischargeTime, v.Status,
+			acc, auth, tx.Time(now))
 		if err != nil {
 			return nil, err
 		}
@@ -408,6 +421,10 @@ func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, a ADT, now t
 	case err != nil:
 		return nil, err
 	}
+	if !setAccount {
+		acc, auth = storedAcc, storedAuth
+	}
+	v.Account = account(acc, auth)
 	if v.Status == "" {
 		v.Status = status
 	}
@@ -422,13 +439,35 @@ func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, a ADT, now t
 		attending_doctor = CASE WHEN ? = '' THEN attending_doctor ELSE ? END,
 		referring_doctor = CASE WHEN ? = '' THEN referring_doctor ELSE ? END,
 		admit_time = CASE WHEN ? = '' THEN admit_time ELSE ? END,
-		discharge_time = ?, status = ?, updated_at = ? WHERE id = ?`,
+		discharge_time = ?, status = ?, account_number = ?, account_assigning_authority = ?, updated_at = ? WHERE id = ?`,
 		v.PatientClass, v.PatientClass, v.AssignedLocation, v.AssignedLocation, v.AttendingDoctor, v.AttendingDoctor,
-		v.ReferringDoctor, v.ReferringDoctor, v.AdmitTime, v.AdmitTime, v.DischargeTime, v.Status, tx.Time(now), id)
+		v.ReferringDoctor, v.ReferringDoctor, v.AdmitTime, v.AdmitTime, v.DischargeTime, v.Status, acc, auth, tx.Time(now), id)
 	if err != nil {
 		return nil, err
 	}
 	return &v, nil
+}
+
+// accountValues are the columns PID-18 writes: set is false when the
+// message left the field empty (the stored account stays); the HL7 null
+// clears it. ID and assigning authority go together, so a new ID without
+// an authority drops the old authority.
+func accountValues(a Identifier) (id, authority string, set bool) {
+	switch a.IDNumber {
+	case "":
+		return "", "", false
+	case null:
+		return "", "", true
+	}
+	return a.IDNumber, a.AssigningAuthority, true
+}
+
+// account is a stored PID-18, nil when there is none.
+func account(id, authority string) *Identifier {
+	if id == "" {
+		return nil
+	}
+	return &Identifier{IDNumber: id, AssigningAuthority: authority}
 }
 
 // errNotFound is returned by loadPatient for an unknown id.
@@ -443,6 +482,9 @@ type Patient struct {
 	Sex         string       `json:"sex,omitempty"`
 	Address     Address      `json:"address"`
 	Phone       string       `json:"phone,omitempty"`
+	// Account is the last patient account number (PID-18) an ADT for this
+	// patient carried; each visit keeps its own.
+	Account *Identifier `json:"account,omitempty"`
 	// MergedInto is the surviving record of a merged-away patient.
 	MergedInto int64     `json:"mergedInto,omitempty"`
 	Visits     []Visit   `json:"visits,omitempty"`
@@ -451,15 +493,18 @@ type Patient struct {
 }
 
 const patientColumns = `id, family_name, given_name, middle_name, name_suffix, name_prefix, birth_date, sex, address_street, address_other,
-	address_city, address_state, address_postal_code, address_country, phone, merged_into, created_at, updated_at`
+	address_city, address_state, address_postal_code, address_country, phone, account_number, account_assigning_authority,
+	merged_into, created_at, updated_at`
 
 func scanPatient(r catalog.Scanner) (Patient, error) {
 	var p Patient
 	var merged sql.NullInt64
 	var created, updated any
+	var acc, auth string
 	err := r.Scan(&p.ID, &p.Name.Family, &p.Name.Given, &p.Name.Middle, &p.Name.Suffix, &p.Name.Prefix, &p.BirthDate, &p.Sex,
 		&p.Address.Street, &p.Address.Other, &p.Address.City, &p.Address.State, &p.Address.PostalCode, &p.Address.Country,
-		&p.Phone, &merged, &created, &updated)
+		&p.Phone, &acc, &auth, &merged, &created, &updated)
+	p.Account = account(acc, auth)
 	p.MergedInto = merged.Int64
 	p.CreatedAt, p.UpdatedAt = hl7intake.ScanTime(created), hl7intake.ScanTime(updated)
 	return p, err
@@ -497,17 +542,20 @@ func loadDetails(ctx context.Context, tx catalog.Querier, p *Patient) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT visit_number, patient_class, assigned_location, attending_doctor, referring_doctor, admit_time, discharge_time, status
-		FROM registry_visits WHERE patient_ref = ? ORDER BY id`, p.ID)
+	rows, err = tx.QueryContext(ctx, `SELECT visit_number, patient_class, assigned_location, attending_doctor, referring_doctor, admit_time, discharge_time, status,
+		account_number, account_assigning_authority FROM registry_visits WHERE patient_ref = ? ORDER BY id`, p.ID)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var v Visit
-		if err := rows.Scan(&v.VisitNumber, &v.PatientClass, &v.AssignedLocation, &v.AttendingDoctor, &v.ReferringDoctor, &v.AdmitTime, &v.DischargeTime, &v.Status); err != nil {
+		var acc, auth string
+		if err := rows.Scan(&v.VisitNumber, &v.PatientClass, &v.AssignedLocation, &v.AttendingDoctor, &v.ReferringDoctor, &v.AdmitTime, &v.DischargeTime, &v.Status,
+			&acc, &auth); err != nil {
 			return err
 		}
+		v.Account = account(acc, auth)
 		p.Visits = append(p.Visits, v)
 	}
 	return rows.Err()
