@@ -19,7 +19,7 @@ var errNotFound = errors.New("ris-bridge: order not found")
 const orderColumns = `id, order_control, status, placer_order_number, filler_order_number, accession_number, requested_procedure_id,
 	study_instance_uid, requested_procedure_code, requested_procedure_text, requested_procedure_coding_scheme, priority,
 	ordering_provider, referring_provider, reason, patient_id, issuer_of_patient_id, patient_name, patient_birth_date,
-	patient_sex, visit_number, created_at, updated_at`
+	patient_sex, account_number, account_assigning_authority, visit_number, created_at, updated_at`
 
 func scanOrder(r catalog.Scanner) (Order, error) {
 	var o Order
@@ -28,7 +28,7 @@ func scanOrder(r catalog.Scanner) (Order, error) {
 		&o.RequestedProcedureID, &o.StudyInstanceUID, &o.RequestedProcedure.Code, &o.RequestedProcedure.Text,
 		&o.RequestedProcedure.CodingScheme, &o.Priority, &o.OrderingProvider, &o.ReferringProvider, &o.Reason,
 		&o.Patient.PatientID, &o.Patient.IssuerOfPatientID, &o.Patient.PatientName, &o.Patient.PatientBirthDate,
-		&o.Patient.PatientSex, &o.VisitNumber, &created, &updated)
+		&o.Patient.PatientSex, &o.Patient.AccountNumber, &o.Patient.AccountAssigningAuthority, &o.VisitNumber, &created, &updated)
 	o.CreatedAt, o.UpdatedAt = hl7intake.ScanTime(created), hl7intake.ScanTime(updated)
 	return o, err
 }

@@ -27,6 +27,12 @@ type PatientRef struct {
 	PatientName       string `json:"patientName,omitempty"`       // PID-5 as a DICOM PN (Family^Given^Middle^Prefix^Suffix)
 	PatientBirthDate  string `json:"patientBirthDate,omitempty"`  // PID-7, YYYYMMDD
 	PatientSex        string `json:"patientSex,omitempty"`        // PID-8
+	// AccountNumber is the patient account number (PID-18.1) and
+	// AccountAssigningAuthority its CX.4 (HD sub-components joined by
+	// '&'): the account the order's charges post to. The HL7 null ""
+	// in PID-18 clears a stored account.
+	AccountNumber             string `json:"accountNumber,omitempty"`
+	AccountAssigningAuthority string `json:"accountAssigningAuthority,omitempty"`
 }
 
 // Step is one Scheduled Procedure Step (IHE RAD TF-2 RAD-4): the unit a
@@ -117,6 +123,9 @@ func parsePatient(msg *hl7.Message, errs *errList) PatientRef {
 		p.PatientBirthDate = d[:8]
 	}
 	p.PatientSex = pid.Field(8)
+	if reps := pid.Repetitions(18); len(reps) > 0 {
+		p.AccountNumber, p.AccountAssigningAuthority = reps[0].Component(1), reps[0].Component(4)
+	}
 	return p
 }
 

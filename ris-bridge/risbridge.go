@@ -281,6 +281,10 @@ func ApplyOrders(ctx context.Context, tx *catalog.Tx, orders []Order, messageTyp
 	return evs, nil
 }
 
+// hl7Null is HL7's explicit empty value: the field is to be cleared
+// (HL7 2.5.1 §2.5.3).
+const hl7Null = `""`
+
 // updateOrder writes a NW or XO's fields. Fields the message leaves empty
 // keep their stored value; the steps are replaced by the message's.
 func updateOrder(ctx context.Context, tx *catalog.Tx, id int64, o Order, now time.Time) error {
@@ -304,6 +308,17 @@ func updateOrder(ctx context.Context, tx *catalog.Tx, id int64, o Order, now tim
 	for _, c := range cols {
 		q += ", " + keep(c.col)
 		args = append(args, c.v, c.v)
+	}
+	// PID-18: the ID and its assigning authority change together (a new
+	// ID without an authority drops the old one); empty keeps the stored
+	// account and the HL7 null "" clears it.
+	switch acc := o.Patient.AccountNumber; acc {
+	case "":
+	case hl7Null:
+		q += ", account_number = '', account_assigning_authority = ''"
+	default:
+		q += ", account_number = ?, account_assigning_authority = ?"
+		args = append(args, acc, o.Patient.AccountAssigningAuthority)
 	}
 	args = append(args, id)
 	if _, err := tx.ExecContext(ctx, q+` WHERE id = ?`, args...); err != nil {
