@@ -39,6 +39,119 @@ func chargeFromOrder(o orderRow, d Demographics) Charge {
 	}
 }
 
+// chargeFor is the charge of a performed procedure of order o, with the
+// patient account it posts to (PID-18 of the DFT^P03).
+func chargeFor(ctx context.Context, q catalog.Querier, o orderRow, d Demographics) (Charge, error) {
+	c := chargeFromOrder(o, d)
+	acc, err := patientAccount(ctx, q, o)
+	if err != nil {
+		return c, err
+	}
+	c.PatientAccount = acc
+	return c, nil
+}
+
+// patientAccount finds the account (PID-18) a charge of order o posts to,
+// as a CX with its components joined by '^' ("ID" or "ID^^^authority").
+// The HIS owns accounts (IHE RAD TF-2 §4.36: the ADT actor manages them)
+// and the order names its encounter (PV1-19), so the account the registry
+// keeps for that visit comes first: an A08 that changed it wins over the
+// copy the RIS sent with the order. Then the order's own PID-18. Only when
+// the order names no visit the registry knows: the patient's most recent
+// open visit with an account, then the last account any ADT for the
+// patient carried. "" when no message carried one.
+func patientAccount(ctx context.Context, q catalog.Querier, o orderRow) (string, error) {
+	var orderAcc, orderAuth string
+	if err := q.QueryRowContext(ctx, `SELECT account_number, account_assigning_authority FROM orders WHERE id = ?`, o.ID).
+		Scan(&orderAcc, &orderAuth); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("workflow: account of order: %w", err)
+	}
+	patient, err := registryPatient(ctx, q, o.Patient.PatientID, o.Patient.IssuerOfPatientID)
+	if err != nil {
+		return "", err
+	}
+	visitKnown := false
+	if patient != 0 && o.VisitNumber != "" {
+		var acc, auth string
+		err := q.QueryRowContext(ctx, `SELECT account_number, account_assigning_authority FROM registry_visits
+ WHERE patient_ref = ? AND visit_number = ?`, patient, o.VisitNumber).Scan(&acc, &auth)
+		switch {
+		case err == nil:
+			visitKnown = true
+			if acc != "" {
+				return accountCX(acc, auth), nil
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", fmt.Errorf("workflow: account of visit: %w", err)
+		}
+	}
+	if orderAcc != "" {
+		return accountCX(orderAcc, orderAuth), nil
+	}
+	if patient == 0 || visitKnown {
+		return "", nil
+	}
+	var acc, auth string
+	err = q.QueryRowContext(ctx, `SELECT account_number, account_assigning_authority FROM registry_visits
+ WHERE patient_ref = ? AND status IN ('active', 'pending') AND account_number <> '' ORDER BY id DESC LIMIT 1`, patient).Scan(&acc, &auth)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = q.QueryRowContext(ctx, `SELECT account_number, account_assigning_authority FROM registry_patients WHERE id = ?`, patient).Scan(&acc, &auth)
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("workflow: account of patient: %w", err)
+	}
+	return accountCX(acc, auth), nil
+}
+
+// registryPatient is the registry record a patient identifier names,
+// following merges to the surviving record; 0 when the registry does not
+// know it.
+func registryPatient(ctx context.Context, q catalog.Querier, id, issuer string) (int64, error) {
+	if id == "" {
+		return 0, nil
+	}
+	var ref int64
+	err := q.QueryRowContext(ctx, `SELECT patient_ref FROM registry_patient_identifiers WHERE id_number = ? AND assigning_authority = ?`,
+		id, issuer).Scan(&ref)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("workflow: read registry: %w", err)
+	}
+	for range 4 { // a short chain of merges at most
+		var merged sql.NullInt64
+		if err := q.QueryRowContext(ctx, `SELECT merged_into FROM registry_patients WHERE id = ?`, ref).Scan(&merged); err != nil {
+			return 0, fmt.Errorf("workflow: read registry: %w", err)
+		}
+		if !merged.Valid || merged.Int64 == 0 || merged.Int64 == ref {
+			break
+		}
+		ref = merged.Int64
+	}
+	return ref, nil
+}
+
+// accountCX writes an account as a CX: ID, and the assigning authority in
+// CX.4 when there is one.
+func accountCX(id, authority string) string {
+	if id == "" || authority == "" {
+		return id
+	}
+	return id + "^^^" + authority
+}
+
+// cxField is a CX kept as text with its components joined by '^' and the
+// sub-components of each (HD) by '&', as a field.
+func cxField(s string) hl7.Field {
+	comps := strings.Split(s, "^")
+	sub := make([][]string, len(comps))
+	for i, c := range comps {
+		sub[i] = strings.Split(c, "&")
+	}
+	return hl7.SubComponents(sub...)
+}
+
 // postCharge records a charge once per key (the UNIQUE charge_key): a
 // repeated MPPS, a redelivered event or a restart finds the row and
 // changes nothing. The first time, ih.billing.charge.posted commits with
@@ -175,7 +288,10 @@ func (w *Workflow) handleProcedure(ctx context.Context, e events.Event, _ events
 					if err != nil {
 						return err
 					}
-					c := chargeFromOrder(o, d)
+					c, err := chargeFor(ctx, tx, o, d)
+					if err != nil {
+						return err
+					}
 					c.Key = "mpps:" + p.SOPInstanceUID + ":" + strconv.FormatInt(id, 10)
 					c.MPPSSOPInstanceUID = p.SOPInstanceUID
 					c.StudyInstanceUID = p.StudyInstanceUID
@@ -329,7 +445,7 @@ func (w *Workflow) DFT(c Charge, reversal bool, at time.Time) ([]byte, error) {
 
 // pidFields are PID-1 … PID-18: PID-3 identifier with its assigning
 // authority (CX.4), PID-5 name, PID-7 birth date, PID-8 sex, PID-18
-// account number.
+// patient account number (CX, ID^^^assigning authority).
 func pidFields(d Demographics, account string) []hl7.Field {
 	f := make([]hl7.Field, 18)
 	f[0] = hl7.Text("1")
@@ -337,7 +453,7 @@ func pidFields(d Demographics, account string) []hl7.Field {
 	f[4] = hl7.Components(splitPN(d.PatientName)...)
 	f[6] = hl7.Text(d.PatientBirthDate)
 	f[7] = hl7.Text(d.PatientSex)
-	f[17] = hl7.Text(account)
+	f[17] = cxField(account)
 	return f
 }
 

@@ -318,7 +318,10 @@ func (w *Workflow) link(ctx context.Context, tx *catalog.Tx, s studyRow, orderID
 		}
 	}
 	if w.billOnReconcile(s.Modalities) {
-		c := chargeFromOrder(o, d)
+		c, err := chargeFor(ctx, tx, o, d)
+		if err != nil {
+			return err
+		}
 		c.Key = "study:" + s.StudyInstanceUID + ":" + strconv.FormatInt(orderID, 10)
 		c.StudyInstanceUID = s.StudyInstanceUID
 		c.PerformedAt = s.StudyDate

@@ -66,11 +66,13 @@ type Charge struct {
 	PlacerOrderNumber     string       `json:"placerOrderNumber,omitempty"`
 	FillerOrderNumber     string       `json:"fillerOrderNumber,omitempty"`
 	Patient               Demographics `json:"patient"`
-	PatientAccount        string       `json:"patientAccount,omitempty"`
-	VisitNumber           string       `json:"visitNumber,omitempty"`
-	Status                string       `json:"status"` // posted, reversed
-	PostedAt              time.Time    `json:"postedAt"`
-	ReversedAt            *time.Time   `json:"reversedAt,omitempty"`
+	// PatientAccount is PID-18 as a CX, components joined by '^':
+	// "ID" or "ID^^^assigning authority".
+	PatientAccount string     `json:"patientAccount,omitempty"`
+	VisitNumber    string     `json:"visitNumber,omitempty"`
+	Status         string     `json:"status"` // posted, reversed
+	PostedAt       time.Time  `json:"postedAt"`
+	ReversedAt     *time.Time `json:"reversedAt,omitempty"`
 }
 
 // ReportRequested is the data of ih.report.requested: a study awaits
