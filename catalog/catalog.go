@@ -168,6 +168,12 @@ func (c *Catalog) migrate(ctx context.Context) error {
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithTableName("catalog_schema_version"),
 		goose.WithSlog(c.log),
+		// Each domain numbers its migrations in its own range (catalog
+		// 000xx, HL7 001xx, worklist 002xx, …), so a release can bring a
+		// migration numbered below one a database already has; it is
+		// applied, not refused. Migrations in different ranges touch
+		// different tables and never depend on a later number.
+		goose.WithAllowOutofOrder(true),
 	}
 	if c.d.name == "postgres" {
 		// A session advisory lock makes concurrent starts safe: the second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -159,4 +160,66 @@ func TestURLScheme(t *testing.T) {
 			t.Errorf("urlScheme(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestUpgradeAppliesLowerNumberedMigration: a database created before a
+// migration numbered below its current version existed gets it at the next
+// Open.
+func TestUpgradeAppliesLowerNumberedMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.db")
+	c, err := Open(ctx, "sqlite:"+path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Make it a database from before 00101 and 00012: their changes and
+	// their version rows gone, later migrations applied.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE orders DROP COLUMN account_number`,
+		`ALTER TABLE orders DROP COLUMN account_assigning_authority`,
+		`ALTER TABLE registry_visits DROP COLUMN account_number`,
+		`ALTER TABLE registry_visits DROP COLUMN account_assigning_authority`,
+		`ALTER TABLE registry_patients DROP COLUMN account_number`,
+		`ALTER TABLE registry_patients DROP COLUMN account_assigning_authority`,
+		`DELETE FROM catalog_schema_version WHERE version_id IN (101, 12)`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := downgradeStableAnnounced(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	c, err = Open(ctx, "sqlite:"+path, Options{})
+	if err != nil {
+		t.Fatalf("Open of a database missing lower-numbered migrations: %v", err)
+	}
+	defer c.Close()
+	var n int
+	if err := c.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM catalog_schema_version WHERE version_id IN (101, 12)`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("versions 12 and 101 recorded %d times, %v; want 2", n, err)
+	}
+	if _, err := c.reader.QueryContext(ctx, `SELECT account_number FROM orders`); err != nil {
+		t.Fatalf("00101 not applied: %v", err)
+	}
+}
+
+// downgradeStableAnnounced undoes 00012 on SQLite.
+func downgradeStableAnnounced(ctx context.Context, db *sql.DB) error {
+	for _, q := range []string{
+		`DROP INDEX studies_awaiting_stable`,
+		`ALTER TABLE studies DROP COLUMN stable_announced`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
 }
