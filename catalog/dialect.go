@@ -140,6 +140,12 @@ func rebindDollar(q string) string {
 	return b.String()
 }
 
+// isBusy reports an SQLite "database is locked" error.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 // openSQLite opens the file at path with one writer connection and a read
 // pool.
 func openSQLite(ctx context.Context, path string, opts Options) (*Catalog, error) {
@@ -170,7 +176,16 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Catalog, error
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
-	if err := writer.PingContext(ctx); err != nil {
+	// Opening the first connection switches the file to WAL, which needs
+	// the lock for a moment; a process opening the same file at that
+	// instant can get SQLITE_BUSY without the busy handler being asked, so
+	// a busy first connection is tried again.
+	err = writer.PingContext(ctx)
+	for attempt := 1; err != nil && isBusy(err) && attempt < 10 && ctx.Err() == nil; attempt++ {
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+		err = writer.PingContext(ctx)
+	}
+	if err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("catalog: open SQLite %s: %w", path, sqliteDialect.wrap(err))
 	}
