@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // FileStore keeps each blob as a file under Root/objects; writers stream to
@@ -21,9 +22,11 @@ type FileStore struct {
 	tmp  string
 	objs string
 
-	mu    sync.Mutex
-	made  map[string]bool // directories known to exist
-	noDir bool            // the filesystem rejects directory fsync
+	mu        sync.Mutex
+	made      map[string]bool     // directories known to exist
+	syncs     map[string]*dirSync // directories being fsynced; under mu
+	noDir     atomic.Bool         // the filesystem rejects directory fsync
+	dirFsyncs atomic.Int64        // directory fsyncs done (tests)
 
 	// spare holds temporary files created ahead of need. Creating a file
 	// waits for the filesystem journal, which the previous instance's
@@ -32,6 +35,9 @@ type FileStore struct {
 	// CleanTemp can tell them from the leftovers of a crashed process.
 	spare     chan *os.File
 	wake      chan struct{}
+	stop      chan struct{} // closed by Close
+	filled    chan struct{} // closed when the filler has stopped
+	closeOnce sync.Once
 	spareName string
 	pooled    map[string]bool // names of the files in spare; under mu
 }
@@ -50,8 +56,11 @@ func NewFileStore(dir string) (*FileStore, error) {
 		tmp:       filepath.Join(dir, "tmp"),
 		objs:      filepath.Join(dir, "objects"),
 		made:      map[string]bool{},
+		syncs:     map[string]*dirSync{},
 		spare:     make(chan *os.File, spares),
 		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		filled:    make(chan struct{}),
 		spareName: "s-" + hex.EncodeToString(tok[:]) + "-",
 		pooled:    map[string]bool{},
 	}
@@ -64,11 +73,21 @@ func NewFileStore(dir string) (*FileStore, error) {
 	return s, nil
 }
 
-// fill keeps the spare files topped up. It runs for the life of the
-// process; a store is opened once per process.
+// fill keeps the spare files topped up until Close.
 func (s *FileStore) fill() {
-	for range s.wake {
+	defer close(s.filled)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		}
 		for len(s.spare) < cap(s.spare) {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
 			// Created and registered under mu, so CleanTemp never
 			// removes a file that is (about to be) in the pool.
 			s.mu.Lock()
@@ -89,6 +108,26 @@ func (s *FileStore) fill() {
 			}
 		}
 	}
+}
+
+// Close stops making spare files and removes those not handed out. The
+// store stays usable (writers then create their files as they go).
+func (s *FileStore) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.filled
+		for {
+			select {
+			case f := <-s.spare:
+				s.unpool(f)
+				f.Close()
+				os.Remove(f.Name())
+			default:
+				return
+			}
+		}
+	})
+	return nil
 }
 
 func (s *FileStore) unpool(f *os.File) {
@@ -247,8 +286,62 @@ func (s *FileStore) mkdirDurable(dir string) error {
 	return nil
 }
 
+// dirSync lets the commits into one directory share its fsyncs. A commit
+// needs an fsync that starts after its rename; one already running may
+// have started before, so the commit waits for the next, which then serves
+// every commit that asked in the meantime.
+type dirSync struct {
+	cond    sync.Cond // L is the store's mu
+	users   int       // commits waiting or syncing; the entry goes at zero
+	running bool
+	started uint64 // fsyncs started
+	done    uint64 // the number of the last one finished
+	err     error  // its result
+}
+
+// syncDirShared makes the entries renamed into dir so far durable, with
+// an fsync of its own or one shared with other commits.
+func (s *FileStore) syncDirShared(dir string) error {
+	if s.noDir.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	d := s.syncs[dir]
+	if d == nil {
+		d = &dirSync{}
+		d.cond.L = &s.mu
+		s.syncs[dir] = d
+	}
+	d.users++
+	target := d.started + 1
+	for d.done < target {
+		if d.running {
+			d.cond.Wait()
+			continue
+		}
+		d.running = true
+		d.started++
+		n := d.started
+		s.mu.Unlock()
+		err := s.syncDir(dir)
+		s.mu.Lock()
+		d.running = false
+		d.done, d.err = n, err
+		d.cond.Broadcast()
+	}
+	// The last fsync finished started after this commit's rename; its
+	// result is this commit's.
+	err := d.err
+	d.users--
+	if d.users == 0 {
+		delete(s.syncs, dir)
+	}
+	s.mu.Unlock()
+	return err
+}
+
 func (s *FileStore) syncDir(dir string) error {
-	if s.noDir {
+	if s.noDir.Load() {
 		return nil
 	}
 	d, err := os.Open(dir)
@@ -256,11 +349,12 @@ func (s *FileStore) syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
+	s.dirFsyncs.Add(1)
 	if err := d.Sync(); err != nil {
 		// Some filesystems refuse fsync on a directory; rename is still
 		// atomic there and there is nothing more we can do.
 		if pe, ok := err.(*os.PathError); ok && pe.Err != nil && strings.Contains(pe.Err.Error(), "invalid argument") {
-			s.noDir = true
+			s.noDir.Store(true)
 			return nil
 		}
 		return err
@@ -321,7 +415,7 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 		return fmt.Errorf("blob: rename: %w", err)
 	}
 	w.done = true
-	if err := w.s.syncDir(dir); err != nil {
+	if err := w.s.syncDirShared(dir); err != nil {
 		return fmt.Errorf("blob: fsync dir: %w", err)
 	}
 	return nil

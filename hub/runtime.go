@@ -66,6 +66,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime,
 		log.Info("removed temporary files of unfinished transfers", "files", n)
 	}
 	rt.Blobs = blobs
+	rt.Server.OnShutdown(func(context.Context) error { return blobs.Close() })
 	rt.Server.AddCheck("blobs", blobs.Ping)
 
 	rt.Catalog, err = catalog.Open(ctx, cfg.Database.URL, catalog.Options{DataDir: cfg.Data.Dir, Logger: log})

@@ -1,0 +1,133 @@
+package blob
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// TestConcurrentCommitsShareDirectoryFsyncs: commits into one directory at
+// once all land, share fsyncs, and leave no bookkeeping behind.
+func TestConcurrentCommitsShareDirectoryFsyncs(t *testing.T) {
+	s, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	// The directory exists first, so only the entries' fsyncs are counted.
+	w, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, "study/series/first.dcm"); err != nil {
+		t.Fatal(err)
+	}
+	before := s.dirFsyncs.Load()
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := s.Create(ctx)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = w.Commit(ctx, fmt.Sprintf("study/series/%d.dcm", i))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		if size, err := s.Stat(ctx, fmt.Sprintf("study/series/%d.dcm", i)); err != nil || size != 64<<10 {
+			t.Fatalf("blob %d: size %d, %v", i, size, err)
+		}
+	}
+	fsyncs := s.dirFsyncs.Load() - before
+	if fsyncs < 1 || fsyncs > n {
+		t.Errorf("%d directory fsyncs for %d commits", fsyncs, n)
+	}
+	t.Logf("%d directory fsyncs for %d concurrent commits", fsyncs, n)
+	s.mu.Lock()
+	left := len(s.syncs)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d directory sync entries left", left)
+	}
+}
+
+// TestCommitsWaitingForAnFsyncShareTheNext: commits that arrive while a
+// directory fsync runs are all served by the one fsync after it.
+func TestCommitsWaitingForAnFsyncShareTheNext(t *testing.T) {
+	s, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	w, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, "st/se/first.dcm"); err != nil {
+		t.Fatal(err)
+	}
+	dir := s.objs + "/st/se"
+	// An fsync of the directory is under way (as if another commit's).
+	s.mu.Lock()
+	d := &dirSync{running: true, started: 7, done: 6, users: 1}
+	d.cond.L = &s.mu
+	s.syncs[dir] = d
+	s.mu.Unlock()
+
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := s.Create(ctx)
+			if err == nil {
+				errs[i] = w.Commit(ctx, fmt.Sprintf("st/se/%d.dcm", i))
+			} else {
+				errs[i] = err
+			}
+		}()
+	}
+	// Wait until every commit is waiting for the directory.
+	for {
+		s.mu.Lock()
+		users := d.users
+		s.mu.Unlock()
+		if users == n+1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	before := s.dirFsyncs.Load()
+	s.mu.Lock()
+	d.running, d.done, d.users = false, 7, d.users-1 // the running fsync ends
+	d.cond.Broadcast()
+	s.mu.Unlock()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	if got := s.dirFsyncs.Load() - before; got != 1 {
+		t.Errorf("%d directory fsyncs after the running one, want 1 for all %d waiting commits", got, n)
+	}
+}
