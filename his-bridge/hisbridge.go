@@ -26,7 +26,6 @@ import (
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/hl7intake"
 	"github.com/imaginghub/imaginghub/hub"
-	"github.com/imaginghub/imaginghub/outbox"
 )
 
 // Source is the CloudEvents source of the bridge's events.
@@ -92,11 +91,7 @@ const BatchSize = 100
 // commits. A message that cannot be read fails the batch; the consumer
 // then hands each message over alone and that one is dead-lettered.
 func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
-	type item struct {
-		adt ADT
-		key string
-	}
-	items := make([]item, len(ds))
+	batch := make([]hl7intake.Pending, len(ds))
 	for i, d := range ds {
 		msg, key, err := hl7intake.Decode(d)
 		if err != nil {
@@ -109,46 +104,15 @@ func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
 		if len(errs) > 0 {
 			return events.Permanent(fmt.Errorf("his-bridge: %s", errs[0].Text))
 		}
-		items[i] = item{adt, key}
+		batch[i] = hl7intake.Pending{Key: key, Type: "ADT^" + adt.TriggerEvent,
+			Apply: func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) { return Apply(ctx, tx, adt, key) }}
 	}
-	keys, types := make([]string, len(items)), make([]string, len(items))
-	for i, it := range items {
-		keys[i], types[i] = it.key, "ADT^"+it.adt.TriggerEvent
-	}
-	var n int
-	err := b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
-		n = 0
-		first, err := hl7intake.MarkProcessedBatch(ctx, tx, ConsumerName, keys, types)
-		if err != nil {
-			return err
-		}
-		for i, it := range items {
-			if !first[i] {
-				continue
-			}
-			evs, err := Apply(ctx, tx, it.adt, it.key)
-			if err != nil {
-				return err
-			}
-			for _, e := range evs {
-				m, err := outbox.Message(e)
-				if err != nil {
-					return err
-				}
-				tx.AppendOutbox(m)
-			}
-			n += len(evs)
-		}
-		return nil
-	})
+	n, err := hl7intake.ApplyBatch(ctx, b.rt, ConsumerName, batch)
 	if err != nil {
 		if len(ds) == 1 {
-			b.log.Warn("ADT message not applied", "trigger", items[0].adt.TriggerEvent, "delivery", ds[0].NumDelivered, "err", err)
+			b.log.Warn("ADT message not applied", "type", batch[0].Type, "delivery", ds[0].NumDelivered, "err", err)
 		}
 		return err
-	}
-	if n > 0 {
-		b.rt.Relay.Kick()
 	}
 	b.log.Debug("ADT applied", "messages", len(ds), "events", n)
 	return nil

@@ -31,6 +31,7 @@ import (
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/hl7"
 	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/outbox"
 )
 
 // Stream layout. Accepted messages are stored under
@@ -402,6 +403,59 @@ func MarkProcessedBatch(ctx context.Context, tx *catalog.Tx, consumer string, ke
 		lo = hi
 	}
 	return first, nil
+}
+
+// Pending is one message of a batch, read and checked, ready to apply:
+// its key (MessageKey), its type ("ADT^A08") and the change it makes,
+// which returns the events announcing it.
+type Pending struct {
+	Key, Type string
+	Apply     func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error)
+}
+
+// ApplyBatch applies the messages of a batch in the order given, in one
+// catalog transaction with the keys consumer has processed (a key it
+// processed before is skipped) and the events' outbox rows, so the batch
+// commits whole or not at all; after the commit it wakes the relay. It
+// returns how many events the batch announced.
+func ApplyBatch(ctx context.Context, rt *hub.Runtime, consumer string, batch []Pending) (int, error) {
+	keys, types := make([]string, len(batch)), make([]string, len(batch))
+	for i, p := range batch {
+		keys[i], types[i] = p.Key, p.Type
+	}
+	var n int
+	err := rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
+		n = 0
+		first, err := MarkProcessedBatch(ctx, tx, consumer, keys, types)
+		if err != nil {
+			return err
+		}
+		for i, p := range batch {
+			if !first[i] {
+				continue
+			}
+			evs, err := p.Apply(ctx, tx)
+			if err != nil {
+				return err
+			}
+			for _, e := range evs {
+				m, err := outbox.Message(e)
+				if err != nil {
+					return err
+				}
+				tx.AppendOutbox(m)
+			}
+			n += len(evs)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		rt.Relay.Kick()
+	}
+	return n, nil
 }
 
 // Decode parses a stored message for a consumer and returns it with its

@@ -26,7 +26,6 @@ import (
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/hl7intake"
 	"github.com/imaginghub/imaginghub/hub"
-	"github.com/imaginghub/imaginghub/outbox"
 )
 
 // Source is the CloudEvents source of the bridge's events.
@@ -100,78 +99,42 @@ const BatchSize = 100
 // commits. A message that cannot be read fails the batch; the consumer
 // then hands each message over alone and that one is dead-lettered.
 func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
-	type item struct {
-		key, typ string
-		apply    func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error)
-	}
-	items := make([]item, len(ds))
+	batch := make([]hl7intake.Pending, len(ds))
 	for i, d := range ds {
 		msg, key, err := hl7intake.Decode(d)
 		if err != nil {
 			return err
 		}
 		h := msg.Header()
-		it := item{key: key, typ: h.MessageType + "^" + h.TriggerEvent}
+		p := hl7intake.Pending{Key: key, Type: h.MessageType + "^" + h.TriggerEvent}
 		switch h.MessageType {
 		case "ORM", "OMI":
 			orders, errs := ParseOrders(msg)
 			if len(errs) > 0 {
 				return events.Permanent(fmt.Errorf("ris-bridge: %s", errs[0].Text))
 			}
-			it.apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
-				return ApplyOrders(ctx, tx, orders, it.typ, key)
+			typ := p.Type
+			p.Apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
+				return ApplyOrders(ctx, tx, orders, typ, key)
 			}
 		case "ORU":
 			r, errs := ParseReport(msg)
 			if len(errs) > 0 {
 				return events.Permanent(fmt.Errorf("ris-bridge: %s", errs[0].Text))
 			}
-			it.apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
+			p.Apply = func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) {
 				return ApplyReport(ctx, tx, r, key)
 			}
 		default:
 			return events.Permanent(fmt.Errorf("ris-bridge: unexpected message type %s", h.MessageType))
 		}
-		items[i] = it
+		batch[i] = p
 	}
-	keys, types := make([]string, len(items)), make([]string, len(items))
-	for i, it := range items {
-		keys[i], types[i] = it.key, it.typ
-	}
-	var n int
-	err := b.rt.Catalog.InTx(ctx, func(tx *catalog.Tx) error {
-		n = 0
-		first, err := hl7intake.MarkProcessedBatch(ctx, tx, ConsumerName, keys, types)
-		if err != nil {
-			return err
-		}
-		for i, it := range items {
-			if !first[i] {
-				continue
-			}
-			evs, err := it.apply(ctx, tx)
-			if err != nil {
-				return err
-			}
-			for _, e := range evs {
-				m, err := outbox.Message(e)
-				if err != nil {
-					return err
-				}
-				tx.AppendOutbox(m)
-			}
-			n += len(evs)
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := hl7intake.ApplyBatch(ctx, b.rt, ConsumerName, batch); err != nil {
 		if len(ds) == 1 {
-			b.log.Warn("message not applied", "type", items[0].typ, "delivery", ds[0].NumDelivered, "err", err)
+			b.log.Warn("message not applied", "type", batch[0].Type, "delivery", ds[0].NumDelivered, "err", err)
 		}
 		return err
-	}
-	if n > 0 {
-		b.rt.Relay.Kick()
 	}
 	return nil
 }
