@@ -203,6 +203,7 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Catalog, error
 		log:    opts.Logger,
 		closer: func() error { return errors.Join(reader.Close(), writer.Close()) },
 	}
+	c.startGroup()
 	return c, nil
 }
 

@@ -48,7 +48,6 @@ const (
 )
 
 type group struct {
-	once sync.Once
 	mu   sync.RWMutex // held for reading while a job is queued; Close takes it to stop queueing
 	shut bool
 	jobs chan *groupJob
@@ -61,11 +60,6 @@ type group struct {
 // inGroupTx runs fn in the next group transaction and waits for its commit.
 func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error) error {
 	g := &c.group
-	g.once.Do(func() {
-		g.jobs = make(chan *groupJob, maxGroup)
-		g.done = make(chan struct{})
-		go c.groupLoop()
-	})
 	j := &groupJob{ctx: ctx, txOpts: o, fn: fn, done: make(chan struct{})}
 	g.mu.RLock()
 	if g.shut {
@@ -95,6 +89,13 @@ func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error
 		panic(j.panicked)
 	}
 	return j.err
+}
+
+// startGroup starts the writer's loop; openSQLite calls it once.
+func (c *Catalog) startGroup() {
+	c.group.jobs = make(chan *groupJob, maxGroup)
+	c.group.done = make(chan struct{})
+	go c.groupLoop()
 }
 
 // stopGroup lets the queued jobs finish and stops the loop; for Close.
