@@ -143,6 +143,10 @@ func validateOutbox(msgs []OutboxMessage) error {
 // have effects outside tx. On SQLite transactions are serialized (BEGIN
 // IMMEDIATE on the single writer connection): fn must not call other
 // Catalog write methods, which would wait for the connection fn holds.
+// There fn runs on the writer's goroutine, possibly in one transaction
+// with other callers' functions (group commit, each in its own
+// savepoint), and its statements ignore ctx's cancellation once it runs;
+// a ctx that ends while it waits for its turn returns ctx.Err().
 func (c *Catalog) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return c.inTx(ctx, txOpts{}, fn)
 }
