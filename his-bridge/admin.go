@@ -40,7 +40,7 @@ func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 	}
 	args = append(args, limit, offset)
 	out := []Patient{}
-	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+	err = b.RT.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		var err error
 		out, err = catalog.Collect(ctx, tx, scanPatient, `SELECT `+patientColumns+` FROM registry_patients WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
 		if err != nil {
@@ -54,7 +54,7 @@ func (b *Bridge) listPatients(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		b.log.Error("list patients", "err", err)
+		b.Log.Error("list patients", "err", err)
 		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 		return
 	}
@@ -70,7 +70,7 @@ func (b *Bridge) getPatient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p Patient
-	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+	err = b.RT.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		var err error
 		p, err = loadPatient(ctx, tx, id)
 		return err
@@ -79,7 +79,7 @@ func (b *Bridge) getPatient(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errNotFound):
 		rest.Error(w, http.StatusNotFound, "patient not found")
 	case err != nil:
-		b.log.Error("get patient", "err", err)
+		b.Log.Error("get patient", "err", err)
 		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 	default:
 		rest.JSON(w, http.StatusOK, p)

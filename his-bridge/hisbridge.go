@@ -16,7 +16,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,46 +43,19 @@ func Routes() []hl7intake.Route {
 
 // Bridge is the component.
 type Bridge struct {
-	rt   *hub.Runtime
-	log  *slog.Logger
-	cons *events.Consumer
-	// MaxDeliver and BackOff bound retries before a message is
-	// dead-lettered; zero values take the events package defaults.
-	MaxDeliver int
-	BackOff    []time.Duration
+	hl7intake.DomainBridge
 }
 
 // New builds the bridge on rt and registers its admin routes
 // (GET /api/patients, GET /api/patients/{id}).
 func New(rt *hub.Runtime) (*Bridge, error) {
-	b := &Bridge{rt: rt, log: rt.Log.With("component", ConsumerName)}
+	b := &Bridge{hl7intake.DomainBridge{RT: rt, Log: rt.Log.With("component", ConsumerName),
+		Consumer: ConsumerName, Description: "patient registry from ADT", Domain: Domain}}
+	b.Handle = b.handle
 	rt.Server.Mux.HandleFunc("GET /api/patients", b.listPatients)
 	rt.Server.Mux.HandleFunc("GET /api/patients/{id}", b.getPatient)
 	return b, nil
 }
-
-// Name implements hub.Component.
-func (b *Bridge) Name() string { return ConsumerName }
-
-// Start implements hub.Component: it starts consuming ADT messages.
-func (b *Bridge) Start(ctx context.Context) error {
-	cons, err := hl7intake.ConsumeDomain(ctx, b.rt, ConsumerName, "patient registry from ADT", Domain, BatchSize, b.MaxDeliver, b.BackOff, b.handle)
-	if err != nil {
-		return err
-	}
-	b.cons = cons
-	return nil
-}
-
-// Shutdown implements hub.Component: the message in hand is finished.
-func (b *Bridge) Shutdown(ctx context.Context) error {
-	return hub.StopConsumer(ctx, b.cons)
-}
-
-// BatchSize is the most ADT messages applied in one catalog transaction.
-// When the bridge is behind, one commit (and one flush to disk) then
-// serves many messages instead of one each.
-const BatchSize = 100
 
 // handle applies the waiting messages in the order they were accepted, in
 // one transaction with their processed-message keys and events, so a
@@ -107,14 +79,14 @@ func (b *Bridge) handle(ctx context.Context, ds []events.Delivery) error {
 		batch[i] = hl7intake.Pending{Key: key, Type: "ADT^" + adt.TriggerEvent,
 			Apply: func(ctx context.Context, tx *catalog.Tx) ([]events.Event, error) { return Apply(ctx, tx, adt, key) }}
 	}
-	n, err := hl7intake.ApplyBatch(ctx, b.rt, ConsumerName, batch)
+	n, err := hl7intake.ApplyBatch(ctx, b.RT, ConsumerName, batch)
 	if err != nil {
 		if len(ds) == 1 {
-			b.log.Warn("ADT message not applied", "type", batch[0].Type, "delivery", ds[0].NumDelivered, "err", err)
+			b.Log.Warn("ADT message not applied", "type", batch[0].Type, "delivery", ds[0].NumDelivered, "err", err)
 		}
 		return err
 	}
-	b.log.Debug("ADT applied", "messages", len(ds), "events", n)
+	b.Log.Debug("ADT applied", "messages", len(ds), "events", n)
 	return nil
 }
 

@@ -509,3 +509,45 @@ func ConsumeDomain(ctx context.Context, rt *hub.Runtime, name, description, doma
 	})
 	return cons, nil
 }
+
+// BatchSize is the most messages a bridge applies in one catalog
+// transaction: when it is behind, one commit (and one flush to disk) then
+// serves many messages instead of one each.
+const BatchSize = 100
+
+// DomainBridge is the component part of a bridge that consumes one
+// domain's accepted messages: a bridge embeds it, fills it in and gets
+// Name, Start and Shutdown.
+type DomainBridge struct {
+	RT  *hub.Runtime
+	Log *slog.Logger
+	// Consumer names the durable consumer and the component.
+	Consumer, Description, Domain string
+	// Handle applies a batch (see ConsumeDomain).
+	Handle events.RawBatchHandler
+	// MaxDeliver and BackOff bound retries before a message is
+	// dead-lettered; zero values take the events package defaults.
+	MaxDeliver int
+	BackOff    []time.Duration
+
+	cons *events.Consumer
+}
+
+// Name implements hub.Component.
+func (b *DomainBridge) Name() string { return b.Consumer }
+
+// Start implements hub.Component: it starts consuming the domain's
+// messages, BatchSize at most at a time.
+func (b *DomainBridge) Start(ctx context.Context) error {
+	cons, err := ConsumeDomain(ctx, b.RT, b.Consumer, b.Description, b.Domain, BatchSize, b.MaxDeliver, b.BackOff, b.Handle)
+	if err != nil {
+		return err
+	}
+	b.cons = cons
+	return nil
+}
+
+// Shutdown implements hub.Component: the batch in hand is finished.
+func (b *DomainBridge) Shutdown(ctx context.Context) error {
+	return hub.StopConsumer(ctx, b.cons)
+}

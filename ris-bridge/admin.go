@@ -98,7 +98,7 @@ func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	args = append(args, limit, offset)
 	out := []Order{}
-	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+	err = b.RT.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		var err error
 		out, err = catalog.Collect(ctx, tx, scanOrder, `SELECT `+orderColumns+` FROM orders WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ? OFFSET ?`, args...)
 		if err != nil {
@@ -112,7 +112,7 @@ func (b *Bridge) listOrders(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		b.log.Error("list orders", "err", err)
+		b.Log.Error("list orders", "err", err)
 		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 		return
 	}
@@ -128,7 +128,7 @@ func (b *Bridge) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var d OrderDetail
-	err = b.rt.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
+	err = b.RT.Catalog.InReadTx(ctx, func(tx *catalog.ReadTx) error {
 		o, err := loadOrder(ctx, tx, id)
 		if err != nil {
 			return err
@@ -157,7 +157,7 @@ func (b *Bridge) getOrder(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errNotFound):
 		rest.Error(w, http.StatusNotFound, "order not found")
 	case err != nil:
-		b.log.Error("get order", "err", err)
+		b.Log.Error("get order", "err", err)
 		rest.Error(w, http.StatusServiceUnavailable, "catalog unavailable")
 	default:
 		rest.JSON(w, http.StatusOK, d)
