@@ -1,6 +1,7 @@
 // Package blob stores the archive's files (DICOM Part 10 instances) under
-// keys. A blob becomes visible under its key only when it is complete and
-// durable: writers stream into a temporary object and Commit it.
+// keys. Writers stream into a temporary object and Commit it: a blob is
+// under its key only once complete, and durable when Commit returns, so
+// whoever records a key (the catalog) does so after Commit.
 //
 // Store is the portable interface; FileStore keeps blobs as files under a
 // directory (the embedded default). Every implementation passes the suite
@@ -41,7 +42,7 @@ type Writer interface {
 	io.Writer
 	// Written is the number of bytes written so far.
 	Written() int64
-	// Commit makes the blob durable and visible under key, replacing any
+	// Commit puts the blob under key and makes it durable, replacing any
 	// blob there.
 	Commit(ctx context.Context, key string) error
 	// Abort discards the blob. Abort after Commit does nothing.

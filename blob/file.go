@@ -14,9 +14,10 @@ import (
 )
 
 // FileStore keeps each blob as a file under Root/objects; writers stream to
-// Root/tmp and commit with fsync, rename and a directory fsync, so that a
-// committed blob survives a crash or power loss and an uncommitted one
-// never appears under its key.
+// Root/tmp and commit with a rename and the fsyncs of the file and its
+// directory (run together; Commit returns when both are done), so that a
+// committed blob survives a crash or power loss. The file has its name
+// before it is durable: callers record a key only once Commit returned.
 type FileStore struct {
 	root string
 	tmp  string
@@ -395,30 +396,39 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 		w.Abort()
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		w.Abort()
-		return fmt.Errorf("blob: fsync: %w", err)
-	}
-	if err := w.f.Close(); err != nil {
-		w.Abort()
-		return fmt.Errorf("blob: close: %w", err)
-	}
 	dir := filepath.Dir(dst)
 	if err := w.s.mkdirDurable(dir); err != nil {
-		os.Remove(w.f.Name())
-		w.done = true
+		w.Abort()
 		return fmt.Errorf("blob: mkdir: %w", err)
 	}
+	// The file takes its name first and then its data and the directory
+	// entry are made durable at the same time: two device flushes in
+	// parallel instead of one after the other. Commit returns only when
+	// both are done, and the caller records the key only then, so a crash
+	// in between leaves at most a file no row points at, as a crash
+	// between a rename and the caller's commit always could.
 	if err := os.Rename(w.f.Name(), dst); err != nil {
-		os.Remove(w.f.Name())
-		w.done = true
+		w.Abort()
 		return fmt.Errorf("blob: rename: %w", err)
 	}
 	w.done = true
-	if err := w.s.syncDirShared(dir); err != nil {
-		return fmt.Errorf("blob: fsync dir: %w", err)
+	dirErr := make(chan error, 1)
+	go func() { dirErr <- w.s.syncDirShared(dir) }()
+	serr := w.f.Sync()
+	cerr := w.f.Close()
+	derr := <-dirErr
+	switch {
+	case serr != nil:
+		err = fmt.Errorf("blob: fsync: %w", serr)
+	case cerr != nil:
+		err = fmt.Errorf("blob: close: %w", cerr)
+	case derr != nil:
+		err = fmt.Errorf("blob: fsync dir: %w", derr)
+	default:
+		return nil
 	}
-	return nil
+	os.Remove(dst)
+	return err
 }
 
 func (w *fileWriter) Abort() error {
