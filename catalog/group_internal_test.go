@@ -154,3 +154,24 @@ func TestGroupCommitReady(t *testing.T) {
 		t.Errorf("OutboxBacklog = %d, %v; want 1 (only b)", b, err)
 	}
 }
+
+func TestValuesChunks(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 127, 128, 129, 300, 1000} {
+		next := 0
+		for lo, hi := range ValuesChunks(n) {
+			if lo != next || hi <= lo || hi-lo > maxChunk {
+				t.Fatalf("n=%d: chunk [%d,%d) after %d", n, lo, hi, next)
+			}
+			if k := hi - lo; k&(k-1) != 0 {
+				t.Errorf("n=%d: chunk of %d rows, want a power of two", n, k)
+			}
+			next = hi
+		}
+		if next != n {
+			t.Errorf("n=%d: chunks cover %d rows", n, next)
+		}
+	}
+	if got, want := ValuesList(2, 3), "(?, ?, ?), (?, ?, ?)"; got != want {
+		t.Errorf("ValuesList(2, 3) = %q, want %q", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -244,17 +245,52 @@ func (tx *Tx) flushOutbox(ctx context.Context) error {
 		return err
 	}
 	now := tx.Time(time.Now())
-	for _, m := range tx.outbox {
-		payload := m.Payload
-		if payload == nil {
-			payload = []byte{} // NOT NULL column; an empty payload is allowed
+	// Multi-row inserts: a batch's events cost a statement per chunk, not
+	// one each. Rows take their ids in VALUES order, so ids follow the
+	// order the messages were appended in.
+	for lo, hi := range ValuesChunks(len(tx.outbox)) {
+		args := make([]any, 0, 4*(hi-lo))
+		for _, m := range tx.outbox[lo:hi] {
+			payload := m.Payload
+			if payload == nil {
+				payload = []byte{} // NOT NULL column; an empty payload is allowed
+			}
+			args = append(args, m.EventID, m.Subject, payload, now)
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO outbox (event_id, subject, payload, created_at) VALUES (?, ?, ?, ?)`,
-			m.EventID, m.Subject, payload, now); err != nil {
+			`INSERT INTO outbox (event_id, subject, payload, created_at) VALUES `+ValuesList(hi-lo, 4), args...); err != nil {
 			return fmt.Errorf("catalog: append outbox: %w", err)
 		}
 	}
 	tx.outbox = nil
 	return nil
+}
+
+// maxChunk is the most rows ValuesChunks puts in one statement.
+const maxChunk = 128
+
+// ValuesChunks splits n rows for multi-row statements into runs of 128,
+// 64, …, 1 rows and yields each run's bounds [lo, hi): a handful of
+// distinct statement texts for the statement caches whatever n is, and
+// far below both backends' bound-parameter limits.
+func ValuesChunks(n int) iter.Seq2[int, int] {
+	return func(yield func(int, int) bool) {
+		for lo := 0; lo < n; {
+			chunk := maxChunk
+			for chunk > n-lo {
+				chunk /= 2
+			}
+			if !yield(lo, lo+chunk) {
+				return
+			}
+			lo += chunk
+		}
+	}
+}
+
+// ValuesList is the VALUES list of a multi-row insert of rows rows of
+// cols columns: "(?, ?), (?, ?)".
+func ValuesList(rows, cols int) string {
+	row := "(" + placeholders(cols) + ")"
+	return strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ")
 }

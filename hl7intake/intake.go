@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -358,26 +357,14 @@ func MarkProcessed(ctx context.Context, tx *catalog.Tx, consumer, key, messageTy
 func MarkProcessedBatch(ctx context.Context, tx *catalog.Tx, consumer string, keys, types []string) ([]bool, error) {
 	first := make([]bool, len(keys))
 	now := tx.Time(time.Now())
-	for lo := 0; lo < len(keys); {
-		// Chunks of 128, 64, …, 1 rows: a handful of distinct statements
-		// for the catalog's statement caches, whatever the batch sizes.
-		chunk := 128
-		for chunk > len(keys)-lo {
-			chunk /= 2
-		}
-		hi := lo + chunk
-		var q strings.Builder
-		q.WriteString(`INSERT INTO hl7_processed (message_key, consumer, message_type, processed_at) VALUES `)
+	for lo, hi := range catalog.ValuesChunks(len(keys)) {
 		args := make([]any, 0, 4*(hi-lo))
 		for i := lo; i < hi; i++ {
-			if i > lo {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?)")
 			args = append(args, keys[i], consumer, types[i], now)
 		}
-		q.WriteString(` ON CONFLICT (message_key) DO NOTHING RETURNING message_key`)
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		q := `INSERT INTO hl7_processed (message_key, consumer, message_type, processed_at) VALUES ` +
+			catalog.ValuesList(hi-lo, 4) + ` ON CONFLICT (message_key) DO NOTHING RETURNING message_key`
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("hl7intake: record processed messages: %w", err)
 		}
@@ -400,7 +387,6 @@ func MarkProcessedBatch(ctx context.Context, tx *catalog.Tx, consumer string, ke
 			first[i] = inserted[keys[i]]
 			delete(inserted, keys[i])
 		}
-		lo = hi
 	}
 	return first, nil
 }

@@ -40,6 +40,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"OutboxAtomicity", testOutboxAtomicity},
 		{"ConcurrentTxIsolation", testConcurrentTxIsolation},
 		{"OutboxPendingMarkPurge", testOutboxPendingMarkPurge},
+		{"OutboxBatchOrder", testOutboxBatchOrder},
 		{"OutboxClaim", testOutboxClaim},
 		{"NotFound", testNotFound},
 		{"InvalidInput", testInvalidInput},
@@ -711,6 +712,50 @@ func testConcurrentTxIsolation(t *testing.T, newDB NewDB) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("committed outbox rows:\n got %q\nwant %q", got, want)
+	}
+}
+
+// testOutboxBatchOrder appends more messages in one transaction than one
+// multi-row insert takes: all are written, with ids in the order appended,
+// and nil and empty payloads are both stored as empty.
+func testOutboxBatchOrder(t *testing.T, newDB NewDB) {
+	c := openNew(t, newDB)
+	ctx := ctxT(t)
+	const n = 300 // 128 + 128 + 32 + 8 + 4
+	var want []string
+	err := c.InTx(ctx, func(tx *catalog.Tx) error {
+		for i := range n {
+			m := event(fmt.Sprintf("batch-%03d", i))
+			switch i % 3 {
+			case 1:
+				m.Payload = nil
+			case 2:
+				m.Payload = []byte{}
+			}
+			want = append(want, m.EventID)
+			tx.AppendOutbox(m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("InTx: %v", err)
+	}
+	msgs, err := c.PendingOutbox(ctx, 1000)
+	if err != nil {
+		t.Fatalf("PendingOutbox: %v", err)
+	}
+	var got []string
+	for i, m := range msgs {
+		got = append(got, m.EventID)
+		if i > 0 && m.ID <= msgs[i-1].ID {
+			t.Fatalf("ids not increasing at %d: %d after %d", i, m.ID, msgs[i-1].ID)
+		}
+		if wantPayload := i%3 == 0; (len(m.Payload) > 0) != wantPayload {
+			t.Errorf("%s: payload %q", m.EventID, m.Payload)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("outbox rows in id order:\n got %q\nwant %q", got, want)
 	}
 }
 
