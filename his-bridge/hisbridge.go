@@ -111,6 +111,7 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 	now := time.Now()
 	var typ string
 	var id, priorID int64
+	var p Patient // the survivor's row as the upsert left it
 	switch {
 	case slices.Contains(mergeEvents, a.TriggerEvent):
 		typ = events.TypePatientMerged
@@ -119,10 +120,11 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 		if err != nil {
 			return nil, err
 		}
-		id, _, err = upsertPatient(ctx, tx, a, now)
+		p, _, err = upsertPatient(ctx, tx, a, now)
 		if err != nil {
 			return nil, err
 		}
+		id = p.ID
 		if priorID == id {
 			priorID = 0 // the prior identifiers already lead here
 		}
@@ -152,10 +154,11 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 	default:
 		var created bool
 		var err error
-		id, created, err = upsertPatient(ctx, tx, a, now)
+		p, created, err = upsertPatient(ctx, tx, a, now)
 		if err != nil {
 			return nil, err
 		}
+		id = p.ID
 		typ = events.TypePatientUpdated
 		if created {
 			typ = events.TypePatientCreated
@@ -169,8 +172,9 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 		}
 		visit = v
 	}
-	p, err := loadPatient(ctx, tx, id)
-	if err != nil {
+	// Nothing after the upsert changes the survivor's own row (a merge
+	// changes the retired one); its identifiers and visits are read now.
+	if err := loadDetails(ctx, tx, &p); err != nil {
 		return nil, err
 	}
 	data := PatientEvent{Patient: p, TriggerEvent: a.TriggerEvent, Visit: visit, PriorIdentifiers: a.PriorIdentifiers, PriorPatientID: priorID}
@@ -186,15 +190,20 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 func findPatient(ctx context.Context, tx *catalog.Tx, ids []Identifier) (int64, error) {
 	for _, i := range ids {
 		var ref int64
-		err := tx.QueryRowContext(ctx, `SELECT patient_ref FROM registry_patient_identifiers WHERE id_number = ? AND assigning_authority = ?`,
-			i.IDNumber, i.AssigningAuthority).Scan(&ref)
+		var merged sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT i.patient_ref, p.merged_into FROM registry_patient_identifiers i
+			JOIN registry_patients p ON p.id = i.patient_ref WHERE i.id_number = ? AND i.assigning_authority = ?`,
+			i.IDNumber, i.AssigningAuthority).Scan(&ref, &merged)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
 		if err != nil {
 			return 0, err
 		}
-		return survivor(ctx, tx, ref)
+		if !merged.Valid {
+			return ref, nil
+		}
+		return survivor(ctx, tx, merged.Int64)
 	}
 	return 0, nil
 }
@@ -241,12 +250,13 @@ func addIdentifiers(ctx context.Context, tx *catalog.Tx, patient int64, ids []Id
 	return nil
 }
 
-// upsertPatient creates the patient PID-3 names or updates it. Empty
+// upsertPatient creates the patient PID-3 names or updates it, and returns
+// its row (without identifiers and visits) and whether it is new. Empty
 // fields leave stored values alone; the HL7 null "" clears them.
-func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (int64, bool, error) {
+func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (Patient, bool, error) {
 	id, err := findPatient(ctx, tx, a.Identifiers)
 	if err != nil {
-		return 0, false, err
+		return Patient{}, false, err
 	}
 	cols := []struct {
 		name, value string
@@ -276,14 +286,15 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (i
 			names = append(names, "account_number", "account_assigning_authority")
 			args = append(args, id, auth)
 		}
-		q := `INSERT INTO registry_patients (` + strings.Join(names, ", ") + `) VALUES (?` + strings.Repeat(", ?", len(names)-1) + `) RETURNING id`
-		if err := tx.QueryRowContext(ctx, q, args...).Scan(&id); err != nil {
-			return 0, false, err
+		q := `INSERT INTO registry_patients (` + strings.Join(names, ", ") + `) VALUES (?` + strings.Repeat(", ?", len(names)-1) + `) RETURNING ` + patientColumns
+		p, err := scanPatient(tx.QueryRowContext(ctx, q, args...))
+		if err != nil {
+			return Patient{}, false, err
 		}
-		if err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
-			return 0, false, err
+		if err := addIdentifiers(ctx, tx, p.ID, a.Identifiers); err != nil {
+			return Patient{}, false, err
 		}
-		return id, true, nil
+		return p, true, nil
 	}
 	set := []string{"updated_at = ?"}
 	args := []any{tx.Time(now)}
@@ -303,13 +314,14 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (i
 		args = append(args, acc, auth)
 	}
 	args = append(args, id)
-	if _, err := tx.ExecContext(ctx, `UPDATE registry_patients SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
-		return 0, false, err
+	p, err := scanPatient(tx.QueryRowContext(ctx, `UPDATE registry_patients SET `+strings.Join(set, ", ")+` WHERE id = ? RETURNING `+patientColumns, args...))
+	if err != nil {
+		return Patient{}, false, err
 	}
 	if err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
-		return 0, false, err
+		return Patient{}, false, err
 	}
-	return id, false, nil
+	return p, false, nil
 }
 
 // applyVisit records PV1 for the patient: registration events open or
