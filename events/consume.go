@@ -462,19 +462,30 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 			c.bus.metrics.processed(c.spec.Name)
 			continue
 		}
-		actx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
-		err := msg.DoubleAck(actx)
-		cancel()
-		c.settle(err)
-		if err == nil {
-			c.bus.metrics.processed(c.spec.Name)
-		}
+		c.doubleAck(msg)
 	}
 }
 
-// runBatch calls the batch handler, turning a panic into an error and
-// keeping every message alive with "in progress" signals meanwhile.
-func (c *Consumer) runBatch(ctx context.Context, msgs []jetstream.Msg, ds []Delivery) (err error) {
+// doubleAck acknowledges msg and waits for the server to confirm, so that
+// a processed message is not redelivered after a lost ack.
+func (c *Consumer) doubleAck(msg jetstream.Msg) {
+	actx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
+	err := msg.DoubleAck(actx)
+	cancel()
+	c.settle(err)
+	if err == nil {
+		c.bus.metrics.processed(c.spec.Name)
+	}
+}
+
+// runBatch calls the batch handler (see guard).
+func (c *Consumer) runBatch(ctx context.Context, msgs []jetstream.Msg, ds []Delivery) error {
+	return c.guard(msgs, func() error { return c.batch(ctx, ds) })
+}
+
+// guard runs fn, turning a panic into an error and keeping msgs alive with
+// "in progress" signals every half AckWait until it returns.
+func (c *Consumer) guard(msgs []jetstream.Msg, fn func() error) (err error) {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -497,7 +508,7 @@ func (c *Consumer) runBatch(ctx context.Context, msgs []jetstream.Msg, ds []Deli
 			err = fmt.Errorf("events: handler panic: %v", r)
 		}
 	}()
-	return c.batch(ctx, ds)
+	return fn()
 }
 
 func (c *Consumer) pause(d time.Duration) {
@@ -523,13 +534,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 
 	switch {
 	case herr == nil:
-		actx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
-		err := msg.DoubleAck(actx)
-		cancel()
-		c.settle(err)
-		if err == nil {
-			c.bus.metrics.processed(c.spec.Name)
-		}
+		c.doubleAck(msg)
 	case IsPermanent(herr) || d.NumDelivered >= uint64(c.spec.MaxDeliver):
 		c.deadLetter(msg, d, herr)
 	default:
@@ -579,30 +584,9 @@ func (c *Consumer) delivery(msg jetstream.Msg) (Delivery, bool) {
 	return d, true
 }
 
-// run1 calls the handler, turning a panic into an error and keeping the
-// message alive with "in progress" signals while the handler runs.
-func (c *Consumer) run1(ctx context.Context, msg jetstream.Msg, d Delivery) (err error) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(c.spec.AckWait / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	}()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("events: handler panic: %v", r)
-		}
-	}()
-	return c.handle(ctx, msg, d)
+// run1 calls the handler on one message (see guard).
+func (c *Consumer) run1(ctx context.Context, msg jetstream.Msg, d Delivery) error {
+	return c.guard([]jetstream.Msg{msg}, func() error { return c.handle(ctx, msg, d) })
 }
 
 func (c *Consumer) backOff(delivered uint64) time.Duration {
