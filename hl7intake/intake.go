@@ -485,14 +485,7 @@ func ConsumeDomain(ctx context.Context, rt *hub.Runtime, name, description, doma
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	rt.Server.AddCheck(name+" consumer", func(context.Context) error {
-		select {
-		case <-cons.Done():
-			return errors.New("stopped")
-		default:
-			return nil
-		}
-	})
+	rt.AddConsumerCheck(name, cons)
 	return cons, nil
 }
 

@@ -31,15 +31,21 @@ func (rt *Runtime) StartConsumer(ctx context.Context, spec events.ConsumerSpec, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
-	rt.Server.AddCheck(spec.Name+" consumer", func(context.Context) error {
+	rt.AddConsumerCheck(spec.Name, cons)
+	return cons, nil
+}
+
+// AddConsumerCheck adds a readiness check named "<name> consumer" that
+// fails once c has stopped.
+func (rt *Runtime) AddConsumerCheck(name string, c *events.Consumer) {
+	rt.Server.AddCheck(name+" consumer", func(context.Context) error {
 		select {
-		case <-cons.Done():
+		case <-c.Done():
 			return errors.New("stopped")
 		default:
 			return nil
 		}
 	})
-	return cons, nil
 }
 
 // StopConsumer stops c, letting the event in hand finish, until ctx ends.
