@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/imaginghub/imaginghub/hl7"
-	"github.com/imaginghub/imaginghub/hub"
-	"github.com/imaginghub/imaginghub/hub/hubtest"
 )
 
 // pidWithAccount is the scenario's PID segment with PID-18 (patient
@@ -44,13 +42,7 @@ func (s scenario) ormWithAccount(account string) []byte {
 // none; empty when no message carried one.
 func TestDFTPatientAccount(t *testing.T) {
 	ris, pms := startPeer(t), startPeer(t)
-	var p *parts
-	rt := hubtest.Start(t, testConfig(t, ris, pms), func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	rt, p := startHub(t, testConfig(t, ris, pms))
 	const oid = "2.16.840.1.113883.3.999"
 	type want struct{ id, authority, universalID, universalIDType string }
 	cases := []struct {

@@ -13,7 +13,6 @@ import (
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/hl7"
 	"github.com/imaginghub/imaginghub/hub"
-	"github.com/imaginghub/imaginghub/hub/hubtest"
 	"github.com/imaginghub/imaginghub/worklist"
 )
 
@@ -74,14 +73,7 @@ func report(b *testing.B, lat []time.Duration) {
 func benchHub(b *testing.B, ris, pms *peer) (*hub.Runtime, *parts) {
 	cfg := testConfig(b, ris, pms)
 	cfg.Study.StableAfter = 100 * time.Millisecond
-	var p *parts
-	rt := hubtest.Start(b, cfg, func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			b.Fatal(err)
-		}
-	})
-	return rt, p
+	return startHub(b, cfg)
 }
 
 // BenchmarkMPPSCompletedToDFT measures the time from the N-SET that

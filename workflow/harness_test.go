@@ -95,6 +95,19 @@ type peer struct {
 	msgs []*hl7.Message
 }
 
+// startHub starts a hub with cfg and every workflow part on it.
+func startHub(tb testing.TB, cfg config.Config) (*hub.Runtime, *parts) {
+	tb.Helper()
+	var p *parts
+	rt := hubtest.Start(tb, cfg, func(rt *hub.Runtime) {
+		var err error
+		if p, err = addAll(rt); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	return rt, p
+}
+
 func startPeer(t testing.TB) *peer {
 	t.Helper()
 	p := &peer{}

@@ -12,8 +12,6 @@ import (
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomfile/synth"
 	"github.com/imaginghub/imaginghub/dicomnet"
-	"github.com/imaginghub/imaginghub/hub"
-	"github.com/imaginghub/imaginghub/hub/hubtest"
 	"github.com/imaginghub/imaginghub/workflow"
 )
 
@@ -66,13 +64,7 @@ func inQueue(t *testing.T, base, uid string) bool {
 // takes its study out, and a person can link one by hand.
 func TestUnmatchedQueue(t *testing.T) {
 	ris, pms := startPeer(t), startPeer(t)
-	var p *parts
-	rt := hubtest.Start(t, testConfig(t, ris, pms), func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	rt, p := startHub(t, testConfig(t, ris, pms))
 	base := "http://" + rt.Server.HTTPAddr()
 	as := dialDICOM(t, p.in.Addr())
 	defer as.Release(context.Background())
@@ -143,13 +135,7 @@ func TestUnmatchedQueue(t *testing.T) {
 // surviving patient. A cancellation after charging sends one credit.
 func TestPatientChangesAndReversal(t *testing.T) {
 	ris, pms := startPeer(t), startPeer(t)
-	var p *parts
-	rt := hubtest.Start(t, testConfig(t, ris, pms), func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	rt, p := startHub(t, testConfig(t, ris, pms))
 	base := "http://" + rt.Server.HTTPAddr()
 	s := newScenario(31)
 	sendHL7(t, p.hl7.Addr(), s.adt())
@@ -219,13 +205,7 @@ func TestHeuristicMatchAndBillingOnReconcile(t *testing.T) {
 	cfg := testConfig(t, ris, pms)
 	cfg.Workflow.HeuristicMatching = true
 	cfg.Workflow.NoMPPSModalities = []string{"CT"}
-	var p *parts
-	rt := hubtest.Start(t, cfg, func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	rt, p := startHub(t, cfg)
 	base := "http://" + rt.Server.HTTPAddr()
 	as := dialDICOM(t, p.in.Addr())
 	defer as.Release(context.Background())
@@ -266,13 +246,7 @@ func TestHeuristicMatchAndBillingOnReconcile(t *testing.T) {
 // a final takes it off, a corrected one supersedes the final; stat orders
 // come first.
 func TestReports(t *testing.T) {
-	var p *parts
-	rt := hubtest.Start(t, testConfig(t, nil, nil), func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	rt, p := startHub(t, testConfig(t, nil, nil))
 	base := "http://" + rt.Server.HTTPAddr()
 	as := dialDICOM(t, p.in.Addr())
 	defer as.Release(context.Background())

@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/imaginghub/imaginghub/dicomfile"
-	"github.com/imaginghub/imaginghub/hub"
-	"github.com/imaginghub/imaginghub/hub/hubtest"
 	"github.com/imaginghub/imaginghub/workflow"
 )
 
@@ -31,13 +29,7 @@ const wantName = "Synthetic^Sally^Q"
 // reading task done.
 func TestWholeDay(t *testing.T) {
 	ris, pms := startPeer(t), startPeer(t)
-	var p *parts
-	rt := hubtest.Start(t, testConfig(t, ris, pms), func(rt *hub.Runtime) {
-		var err error
-		if p, err = addAll(rt); err != nil {
-			t.Fatal(err)
-		}
-	})
+	rt, p := startHub(t, testConfig(t, ris, pms))
 	base := "http://" + rt.Server.HTTPAddr()
 	s := newScenario(1)
 	sendHL7(t, p.hl7.Addr(), s.adt())
