@@ -11,20 +11,9 @@ import (
 // TestConcurrentCommitsShareDirectoryFsyncs: commits into one directory at
 // once all land, share fsyncs, and leave no bookkeeping behind.
 func TestConcurrentCommitsShareDirectoryFsyncs(t *testing.T) {
-	s, err := NewFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := storeWith(t, "study/series/first.dcm")
 	ctx := context.Background()
-	// The directory exists first, so only the entries' fsyncs are counted.
-	w, err := s.Create(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(ctx, "study/series/first.dcm"); err != nil {
-		t.Fatal(err)
-	}
+	// storeWith made the directory, so only the entries' fsyncs are counted.
 	before := s.dirFsyncs.Load()
 	const n = 64
 	var wg sync.WaitGroup
@@ -70,19 +59,8 @@ func TestConcurrentCommitsShareDirectoryFsyncs(t *testing.T) {
 // TestCommitsWaitingForAnFsyncShareTheNext: commits that arrive while a
 // directory fsync runs are all served by the one fsync after it.
 func TestCommitsWaitingForAnFsyncShareTheNext(t *testing.T) {
-	s, err := NewFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := storeWith(t, "st/se/first.dcm")
 	ctx := context.Background()
-	w, err := s.Create(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(ctx, "st/se/first.dcm"); err != nil {
-		t.Fatal(err)
-	}
 	dir := s.objs + "/st/se"
 	// An fsync of the directory is under way (as if another commit's).
 	s.mu.Lock()
@@ -130,4 +108,24 @@ func TestCommitsWaitingForAnFsyncShareTheNext(t *testing.T) {
 	if got := s.dirFsyncs.Load() - before; got != 1 {
 		t.Errorf("%d directory fsyncs after the running one, want 1 for all %d waiting commits", got, n)
 	}
+}
+
+// storeWith opens a file store that closes when the test ends, holding one
+// committed blob under key (so its directories exist).
+func storeWith(t *testing.T, key string) *FileStore {
+	t.Helper()
+	s, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	w, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -14,11 +14,7 @@ import (
 // conformance suite's ConcurrentTxIsolation.
 func TestGroupCommitGroups(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testSQLite(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -59,11 +55,7 @@ func TestGroupCommitGroups(t *testing.T) {
 // waits for its turn returns at once and its function never runs.
 func TestGroupCommitAbandoned(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testSQLite(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	held := make(chan error, 1)
 	go func() {
@@ -101,11 +93,7 @@ func TestGroupCommitAbandoned(t *testing.T) {
 // the group without committing anything of it.
 func TestGroupCommitReady(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testSQLite(t)
 	write := func(id string) func(tx *Tx) error {
 		return func(tx *Tx) error {
 			tx.AppendOutbox(OutboxMessage{EventID: id, Subject: "ih.test"})
@@ -174,4 +162,15 @@ func TestValuesChunks(t *testing.T) {
 	if got, want := ValuesList(2, 3), "(?, ?, ?), (?, ?, ?)"; got != want {
 		t.Errorf("ValuesList(2, 3) = %q, want %q", got, want)
 	}
+}
+
+// testSQLite opens a new SQLite catalog that closes when the test ends.
+func testSQLite(t *testing.T) *Catalog {
+	t.Helper()
+	c, err := Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
