@@ -15,14 +15,8 @@ import (
 func TestGroupCommitGroups(t *testing.T) {
 	ctx := context.Background()
 	c := testSQLite(t)
-	started, release := make(chan struct{}), make(chan struct{})
+	release := holdWriter(c)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.InTx(ctx, func(tx *Tx) error { close(started); <-release; return nil })
-	}()
-	<-started
 	const n = 10
 	for i := range n {
 		wg.Add(1)
@@ -37,11 +31,10 @@ func TestGroupCommitGroups(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(c.group.jobs) < n && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	waitQueued(c, n)
+	if err := release(); err != nil {
+		t.Fatal(err)
 	}
-	close(release)
 	wg.Wait()
 	if got := c.group.largest.Load(); got != n {
 		t.Errorf("largest group = %d, want %d (all queued writers in one commit)", got, n)
@@ -56,12 +49,7 @@ func TestGroupCommitGroups(t *testing.T) {
 func TestGroupCommitAbandoned(t *testing.T) {
 	ctx := context.Background()
 	c := testSQLite(t)
-	started, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- c.InTx(ctx, func(tx *Tx) error { close(started); <-release; return nil })
-	}()
-	<-started
+	release := holdWriter(c)
 	qctx, cancel := context.WithCancel(ctx)
 	ran := false
 	queued := make(chan error, 1)
@@ -75,8 +63,7 @@ func TestGroupCommitAbandoned(t *testing.T) {
 	if err := <-queued; err != context.Canceled {
 		t.Errorf("queued writer: err = %v, want context.Canceled", err)
 	}
-	close(release)
-	if err := <-held; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	// The loop has skipped the abandoned job by the time a later one commits.
@@ -110,14 +97,8 @@ func TestGroupCommitReady(t *testing.T) {
 	}
 	// In a group: queue three behind a held transaction, one of them with
 	// a failing ready.
-	started, release := make(chan struct{}), make(chan struct{})
+	release := holdWriter(c)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.InTx(ctx, func(tx *Tx) error { close(started); <-release; return nil })
-	}()
-	<-started
 	errs := make([]error, 3)
 	for i := range 3 {
 		wg.Add(1)
@@ -130,10 +111,10 @@ func TestGroupCommitReady(t *testing.T) {
 			errs[i] = c.inTx(ctx, txOpts{ready: ready}, write(fmt.Sprint("g", i)))
 		}()
 	}
-	for len(c.group.jobs) < 3 {
-		time.Sleep(time.Millisecond)
+	waitQueued(c, 3)
+	if err := release(); err != nil {
+		t.Fatal(err)
 	}
-	close(release)
 	wg.Wait()
 	if errs[1] != errDisk || errs[0] == nil || errs[2] == nil {
 		t.Errorf("group errors = %v, want the failing ready's own error and the others failed", errs)
@@ -173,4 +154,24 @@ func testSQLite(t *testing.T) *Catalog {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// holdWriter starts a transaction that holds c's writer until release is
+// called; release waits for it to commit and returns its error.
+func holdWriter(c *Catalog) (release func() error) {
+	started, rel := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- c.InTx(context.Background(), func(*Tx) error { close(started); <-rel; return nil })
+	}()
+	<-started
+	return func() error { close(rel); return <-held }
+}
+
+// waitQueued waits (up to 5 s) until n writers queue for c's writer.
+func waitQueued(c *Catalog, n int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for len(c.group.jobs) < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
