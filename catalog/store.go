@@ -121,25 +121,27 @@ func validateRecord(rec *InstanceRecord) error {
 	return nil
 }
 
-// fillEmpty builds "col = CASE WHEN t.col = ” THEN excluded.col ELSE
-// t.col END" for each column: attributes first received empty are filled
-// in by later instances, but a value once stored is not overwritten by a
-// different one (reconciliation, not ingest, corrects demographics).
-func fillEmpty(table string, cols ...string) string {
-	parts := make([]string, len(cols))
-	for i, col := range cols {
-		parts[i] = fmt.Sprintf("%[2]s = CASE WHEN %[1]s.%[2]s = '' THEN excluded.%[2]s ELSE %[1]s.%[2]s END", table, col)
-	}
-	return strings.Join(parts, ", ")
-}
+// The upserts below leave an existing row as it is but for a no-op
+// assignment of its unindexed updated_at (study: its last_received), which
+// takes the row lock on PostgreSQL and lets RETURNING hand back what is
+// stored. fill then writes only the attributes first received empty that
+// this instance carries: a value once stored is not overwritten by a
+// different one (reconciliation, not ingest, corrects demographics), and a
+// row that needs nothing costs no index writes (SQLite rewrites every index
+// on a column an UPDATE assigns, whatever the value).
 
 var (
+	patientFill = []string{"patient_name", "patient_birth_date", "patient_sex"}
+	studyFill   = []string{"study_date", "study_time", "accession_number", "issuer_of_accession_number",
+		"referring_physician_name", "study_description", "study_id"}
+	seriesFill = []string{"modality", "series_description", "body_part_examined", "laterality",
+		"series_date", "series_time", "station_name", "institution_name"}
+
 	upsertPatientSQL = `INSERT INTO patients
  (patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
  VALUES (?, ?, ?, ?, ?, ?, ?)
- ON CONFLICT (patient_id, issuer_of_patient_id) WHERE patient_id <> '' DO UPDATE SET ` +
-		fillEmpty("patients", "patient_name", "patient_birth_date", "patient_sex") + `
- RETURNING id`
+ ON CONFLICT (patient_id, issuer_of_patient_id) WHERE patient_id <> '' DO UPDATE SET updated_at = patients.updated_at
+ RETURNING id, ` + strings.Join(patientFill, ", ")
 
 	insertAnonPatientSQL = `INSERT INTO patients
  (patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
@@ -152,21 +154,51 @@ var (
  (study_instance_uid, patient_ref, study_date, study_time, accession_number, issuer_of_accession_number,
   referring_physician_name, study_description, study_id, created_at, updated_at, last_received)
  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
- ON CONFLICT (study_instance_uid) DO UPDATE SET last_received = excluded.last_received, ` +
-		fillEmpty("studies", "study_date", "study_time", "accession_number", "issuer_of_accession_number",
-			"referring_physician_name", "study_description", "study_id") + `
- RETURNING id, patient_ref, number_of_study_related_instances`
+ ON CONFLICT (study_instance_uid) DO UPDATE SET last_received = excluded.last_received
+ RETURNING id, patient_ref, number_of_study_related_instances, ` + strings.Join(studyFill, ", ")
 
 	upsertSeriesSQL = `INSERT INTO series
  (series_instance_uid, study_ref, modality, series_number, series_description, body_part_examined,
   laterality, series_date, series_time, station_name, institution_name, created_at, updated_at)
  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
- ON CONFLICT (series_instance_uid) DO UPDATE SET
-  series_number = CASE WHEN series.series_number = 0 THEN excluded.series_number ELSE series.series_number END, ` +
-		fillEmpty("series", "modality", "series_description", "body_part_examined", "laterality",
-			"series_date", "series_time", "station_name", "institution_name") + `
- RETURNING id, study_ref, number_of_series_related_instances`
+ ON CONFLICT (series_instance_uid) DO UPDATE SET updated_at = series.updated_at
+ RETURNING id, study_ref, number_of_series_related_instances, series_number, ` + strings.Join(seriesFill, ", ")
 )
+
+// fill sets the columns of row id whose stored value is empty to the
+// received one, where that is not empty; extra adds assignments decided by
+// the caller. It writes nothing when there is nothing to set.
+func (tx *Tx) fill(ctx context.Context, table string, id int64, cols, stored, received []string, extra map[string]any) error {
+	var set []string
+	var args []any
+	for i, col := range cols {
+		if stored[i] == "" && received[i] != "" {
+			set = append(set, col+" = ?")
+			args = append(args, received[i])
+		}
+	}
+	for col, v := range extra {
+		set = append(set, col+" = ?")
+		args = append(args, v)
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	args = append(args, id)
+	if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
+		return fmt.Errorf("fill %s: %w", table, tx.c.d.wrap(err))
+	}
+	return nil
+}
+
+// scanTargets returns pointers to vs for Scan.
+func scanTargets(vs []string) []any {
+	out := make([]any, len(vs))
+	for i := range vs {
+		out[i] = &vs[i]
+	}
+	return out
+}
 
 func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy DuplicatePolicy) (StoreResult, error) {
 	var res StoreResult
@@ -182,10 +214,15 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 	// patient row of its own (or keeps the one it has).
 	var patientRef int64
 	if p.PatientID != "" {
+		stored := make([]string, len(patientFill))
 		err := tx.QueryRowContext(ctx, upsertPatientSQL, p.PatientID, p.IssuerOfPatientID, p.PatientName,
-			p.PatientBirthDate, p.PatientSex, nowArg, nowArg).Scan(&patientRef)
+			p.PatientBirthDate, p.PatientSex, nowArg, nowArg).Scan(append([]any{&patientRef}, scanTargets(stored)...)...)
 		if err != nil {
 			return res, fmt.Errorf("upsert patient: %w", tx.c.d.wrap(err))
+		}
+		received := []string{p.PatientName, p.PatientBirthDate, p.PatientSex}
+		if err := tx.fill(ctx, "patients", patientRef, patientFill, stored, received, nil); err != nil {
+			return res, err
 		}
 	} else {
 		err := tx.QueryRowContext(ctx, `SELECT patient_ref FROM studies WHERE study_instance_uid = ?`,
@@ -202,11 +239,16 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 	// Study (takes the study row lock).
 	var studyRef, studyPatientRef int64
 	var studyInstances int
+	studyStored := make([]string, len(studyFill))
 	err := tx.QueryRowContext(ctx, upsertStudySQL, st.StudyInstanceUID, patientRef, st.StudyDate, st.StudyTime,
 		st.AccessionNumber, st.IssuerOfAccessionNumber, st.ReferringPhysicianName, st.StudyDescription,
-		st.StudyID, nowArg, nowArg, tx.Time(received)).Scan(&studyRef, &studyPatientRef, &studyInstances)
+		st.StudyID, nowArg, nowArg, tx.Time(received)).Scan(append([]any{&studyRef, &studyPatientRef, &studyInstances}, scanTargets(studyStored)...)...)
 	if err != nil {
 		return res, fmt.Errorf("upsert study: %w", tx.c.d.wrap(err))
+	}
+	if err := tx.fill(ctx, "studies", studyRef, studyFill, studyStored, []string{st.StudyDate, st.StudyTime,
+		st.AccessionNumber, st.IssuerOfAccessionNumber, st.ReferringPhysicianName, st.StudyDescription, st.StudyID}, nil); err != nil {
+		return res, err
 	}
 	if studyPatientRef != patientRef && p.PatientID == "" {
 		// Another transaction created the study first with its own
@@ -219,10 +261,11 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 
 	// Series.
 	var seriesRef, seriesStudyRef int64
-	var seriesInstances int
+	var seriesInstances, seriesNumber int
+	seriesStored := make([]string, len(seriesFill))
 	err = tx.QueryRowContext(ctx, upsertSeriesSQL, se.SeriesInstanceUID, studyRef, se.Modality, se.SeriesNumber,
 		se.SeriesDescription, se.BodyPartExamined, se.Laterality, se.SeriesDate, se.SeriesTime, se.StationName,
-		se.InstitutionName, nowArg, nowArg).Scan(&seriesRef, &seriesStudyRef, &seriesInstances)
+		se.InstitutionName, nowArg, nowArg).Scan(append([]any{&seriesRef, &seriesStudyRef, &seriesInstances, &seriesNumber}, scanTargets(seriesStored)...)...)
 	if err != nil {
 		return res, fmt.Errorf("upsert series: %w", tx.c.d.wrap(err))
 	}
@@ -230,6 +273,14 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 		// A Series Instance UID belongs to one study (PS3.3 §C.7.3.1);
 		// filing it under a second one would corrupt both.
 		return res, fmt.Errorf("%w: series %s already filed under another study", ErrConflict, se.SeriesInstanceUID)
+	}
+	var number map[string]any
+	if seriesNumber == 0 && se.SeriesNumber != 0 {
+		number = map[string]any{"series_number": se.SeriesNumber}
+	}
+	if err := tx.fill(ctx, "series", seriesRef, seriesFill, seriesStored, []string{se.Modality, se.SeriesDescription,
+		se.BodyPartExamined, se.Laterality, se.SeriesDate, se.SeriesTime, se.StationName, se.InstitutionName}, number); err != nil {
+		return res, err
 	}
 	res.NewSeries = seriesInstances == 0
 

@@ -41,6 +41,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"ConcurrentTxIsolation", testConcurrentTxIsolation},
 		{"OutboxPendingMarkPurge", testOutboxPendingMarkPurge},
 		{"OutboxBatchOrder", testOutboxBatchOrder},
+		{"StudySeriesFillEmpty", testStudySeriesFillEmpty},
 		{"OutboxClaim", testOutboxClaim},
 		{"NotFound", testNotFound},
 		{"InvalidInput", testInvalidInput},
@@ -490,6 +491,37 @@ func testEmptyPatientID(t *testing.T, newDB NewDB) {
 		t.Errorf("patients = %q, %q; want ANON^A, ANON^B", sa.Patient.PatientName, sb.Patient.PatientName)
 	}
 	wantCounts(t, sa.Study, 1, 2, "CT")
+}
+
+// testStudySeriesFillEmpty: study and series attributes the first
+// instance left empty are filled in by a later one; a value once stored is
+// kept when another instance carries a different one.
+func testStudySeriesFillEmpty(t *testing.T, newDB NewDB) {
+	c := openNew(t, newDB)
+	first := record(1, 1, 1, "CT")
+	first.Study.AccessionNumber, first.Study.StudyDescription, first.Study.StudyTime = "", "", ""
+	first.Series.SeriesNumber, first.Series.SeriesDescription, first.Series.BodyPartExamined = 0, "", ""
+	second := record(1, 1, 2, "CT")
+	second.Study.AccessionNumber, second.Study.StudyDescription, second.Series.SeriesNumber = "ACC-LATE", "FILLED LATER", 7
+	third := record(1, 1, 3, "CT")
+	third.Study.AccessionNumber, third.Study.StudyDescription, third.Study.StudyDate = "ACC-OTHER", "OTHER", "20250101"
+	third.Series.SeriesNumber, third.Series.SeriesDescription, third.Series.BodyPartExamined = 9, "OTHER", "HEAD"
+	for _, r := range []catalog.InstanceRecord{first, second, third} {
+		mustStore(t, c, r)
+	}
+	st := mustStudy(t, c, uid(1)).Study
+	if st.AccessionNumber != "ACC-LATE" || st.StudyDescription != "FILLED LATER" || st.StudyTime != second.Study.StudyTime || st.StudyDate != first.Study.StudyDate {
+		t.Errorf("study = %+v; want accession ACC-LATE, description FILLED LATER, time %s, date %s",
+			st, second.Study.StudyTime, first.Study.StudyDate)
+	}
+	wantCounts(t, st, 1, 3, "CT")
+	se, err := c.GetSeries(ctxT(t), uid(1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if se.SeriesNumber != 7 || se.SeriesDescription != second.Series.SeriesDescription || se.BodyPartExamined != second.Series.BodyPartExamined {
+		t.Errorf("series = %+v; want number 7, description %q, body part %q", se, second.Series.SeriesDescription, second.Series.BodyPartExamined)
+	}
 }
 
 func testPatientMatching(t *testing.T, newDB NewDB) {
