@@ -110,6 +110,7 @@ type destination struct {
 	cfg      config.Destination
 	pool     *pool // DICOM only
 	inFlight atomic.Int64
+	single   exclusive // one delivery of a job at a time
 
 	mu     sync.Mutex
 	cons   *events.Consumer
@@ -417,6 +418,11 @@ func (d *destination) deliver(ctx context.Context, dl events.Delivery) error {
 	}
 	name := d.cfg.Name
 	m := d.r.metrics
+	release, err := d.single.acquire(ctx, j.MsgID())
+	if err != nil {
+		return err
+	}
+	defer release()
 	done, err := d.r.ledger.delivered(ctx, name, &j)
 	if err != nil {
 		return err
