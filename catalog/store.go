@@ -165,21 +165,27 @@ var (
  RETURNING id, study_ref, number_of_series_related_instances, series_number, ` + strings.Join(seriesFill, ", ")
 )
 
+// assignment is one "col = value" of an UPDATE.
+type assignment struct {
+	col string
+	v   any
+}
+
 // fill sets the columns of row id whose stored value is empty to the
-// received one, where that is not empty; extra adds assignments decided by
-// the caller. It writes nothing when there is nothing to set.
-func (tx *Tx) fill(ctx context.Context, table string, id int64, cols, stored, received []string, extra map[string]any) error {
+// incoming one, where that is not empty, plus the assignments the caller
+// decided on. It writes nothing when there is nothing to set.
+func (tx *Tx) fill(ctx context.Context, table string, id int64, cols, stored, incoming []string, extra ...assignment) error {
 	var set []string
 	var args []any
 	for i, col := range cols {
-		if stored[i] == "" && received[i] != "" {
+		if stored[i] == "" && incoming[i] != "" {
 			set = append(set, col+" = ?")
-			args = append(args, received[i])
+			args = append(args, incoming[i])
 		}
 	}
-	for col, v := range extra {
-		set = append(set, col+" = ?")
-		args = append(args, v)
+	for _, a := range extra {
+		set = append(set, a.col+" = ?")
+		args = append(args, a.v)
 	}
 	if len(set) == 0 {
 		return nil
@@ -220,8 +226,8 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 		if err != nil {
 			return res, fmt.Errorf("upsert patient: %w", tx.c.d.wrap(err))
 		}
-		received := []string{p.PatientName, p.PatientBirthDate, p.PatientSex}
-		if err := tx.fill(ctx, "patients", patientRef, patientFill, stored, received, nil); err != nil {
+		incoming := []string{p.PatientName, p.PatientBirthDate, p.PatientSex}
+		if err := tx.fill(ctx, "patients", patientRef, patientFill, stored, incoming); err != nil {
 			return res, err
 		}
 	} else {
@@ -247,7 +253,7 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 		return res, fmt.Errorf("upsert study: %w", tx.c.d.wrap(err))
 	}
 	if err := tx.fill(ctx, "studies", studyRef, studyFill, studyStored, []string{st.StudyDate, st.StudyTime,
-		st.AccessionNumber, st.IssuerOfAccessionNumber, st.ReferringPhysicianName, st.StudyDescription, st.StudyID}, nil); err != nil {
+		st.AccessionNumber, st.IssuerOfAccessionNumber, st.ReferringPhysicianName, st.StudyDescription, st.StudyID}); err != nil {
 		return res, err
 	}
 	if studyPatientRef != patientRef && p.PatientID == "" {
@@ -274,12 +280,12 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 		// filing it under a second one would corrupt both.
 		return res, fmt.Errorf("%w: series %s already filed under another study", ErrConflict, se.SeriesInstanceUID)
 	}
-	var number map[string]any
+	var number []assignment
 	if seriesNumber == 0 && se.SeriesNumber != 0 {
-		number = map[string]any{"series_number": se.SeriesNumber}
+		number = append(number, assignment{"series_number", se.SeriesNumber})
 	}
 	if err := tx.fill(ctx, "series", seriesRef, seriesFill, seriesStored, []string{se.Modality, se.SeriesDescription,
-		se.BodyPartExamined, se.Laterality, se.SeriesDate, se.SeriesTime, se.StationName, se.InstitutionName}, number); err != nil {
+		se.BodyPartExamined, se.Laterality, se.SeriesDate, se.SeriesTime, se.StationName, se.InstitutionName}, number...); err != nil {
 		return res, err
 	}
 	res.NewSeries = seriesInstances == 0
