@@ -12,6 +12,7 @@
 package hisbridge
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -112,6 +113,7 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 	var typ string
 	var id, priorID int64
 	var p Patient // the survivor's row as the upsert left it
+	var created bool
 	switch {
 	case slices.Contains(mergeEvents, a.TriggerEvent):
 		typ = events.TypePatientMerged
@@ -146,13 +148,12 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 				if err := tx.QueryRowContext(ctx, `INSERT INTO registry_patients (merged_into, created_at, updated_at) VALUES (?, ?, ?) RETURNING id`, id, tx.Time(now), tx.Time(now)).Scan(&priorID); err != nil {
 					return nil, err
 				}
-				if err := addIdentifiers(ctx, tx, priorID, ids); err != nil {
+				if _, err := addIdentifiers(ctx, tx, priorID, ids); err != nil {
 					return nil, err
 				}
 			}
 		}
 	default:
-		var created bool
 		var err error
 		p, created, err = upsertPatient(ctx, tx, a, now)
 		if err != nil {
@@ -166,15 +167,20 @@ func Apply(ctx context.Context, tx *catalog.Tx, a ADT, key string) ([]events.Eve
 	}
 	var visit *Visit
 	if a.Visit != nil {
-		v, err := applyVisit(ctx, tx, id, a, now)
+		v, err := applyVisit(ctx, tx, id, created, a, now)
 		if err != nil {
 			return nil, err
 		}
 		visit = v
 	}
 	// Nothing after the upsert changes the survivor's own row (a merge
-	// changes the retired one); its identifiers and visits are read now.
-	if err := loadDetails(ctx, tx, &p); err != nil {
+	// changes the retired one); its identifiers and visits are read now,
+	// unless the record is new: then they are the ones just recorded.
+	if created {
+		if visit != nil {
+			p.Visits = []Visit{*visit}
+		}
+	} else if err := loadDetails(ctx, tx, &p); err != nil {
 		return nil, err
 	}
 	data := PatientEvent{Patient: p, TriggerEvent: a.TriggerEvent, Visit: visit, PriorIdentifiers: a.PriorIdentifiers, PriorPatientID: priorID}
@@ -237,17 +243,47 @@ func unknownIdentifiers(ctx context.Context, tx *catalog.Tx, ids []Identifier) [
 	return out
 }
 
-func addIdentifiers(ctx context.Context, tx *catalog.Tx, patient int64, ids []Identifier) error {
-	for _, i := range ids {
-		// An identifier already held by another record stays there: moving
-		// identifiers between patients is what a merge message is for.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_patient_identifiers (id_number, assigning_authority, identifier_type_code, patient_ref)
-			VALUES (?, ?, ?, ?) ON CONFLICT (id_number, assigning_authority) DO NOTHING`,
-			i.IDNumber, i.AssigningAuthority, i.IdentifierTypeCode, patient); err != nil {
-			return err
-		}
+// addIdentifiers records ids for patient in one statement and returns the
+// ones it recorded, ordered as loadDetails orders them.
+func addIdentifiers(ctx context.Context, tx *catalog.Tx, patient int64, ids []Identifier) ([]Identifier, error) {
+	added := []Identifier{}
+	if len(ids) == 0 {
+		return added, nil
 	}
-	return nil
+	args := make([]any, 0, 4*len(ids))
+	for _, i := range ids {
+		args = append(args, i.IDNumber, i.AssigningAuthority, i.IdentifierTypeCode, patient)
+	}
+	// An identifier already held by another record stays there: moving
+	// identifiers between patients is what a merge message is for.
+	rows, err := tx.QueryContext(ctx, `INSERT INTO registry_patient_identifiers (id_number, assigning_authority, identifier_type_code, patient_ref)
+		VALUES `+catalog.ValuesList(len(ids), 4)+` ON CONFLICT (id_number, assigning_authority) DO NOTHING
+		RETURNING id_number, assigning_authority, identifier_type_code`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i Identifier
+		if err := rows.Scan(&i.IDNumber, &i.AssigningAuthority, &i.IdentifierTypeCode); err != nil {
+			return nil, err
+		}
+		added = append(added, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sortIdentifiers(added)
+	return added, nil
+}
+
+// sortIdentifiers orders identifiers by number, then assigning authority,
+// byte by byte (not by the database's collation), so that a patient's
+// identifiers read back and the ones just recorded come out alike.
+func sortIdentifiers(ids []Identifier) {
+	slices.SortFunc(ids, func(a, b Identifier) int {
+		return cmp.Or(strings.Compare(a.IDNumber, b.IDNumber), strings.Compare(a.AssigningAuthority, b.AssigningAuthority))
+	})
 }
 
 // upsertPatient creates the patient PID-3 names or updates it, and returns
@@ -291,7 +327,8 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (P
 		if err != nil {
 			return Patient{}, false, err
 		}
-		if err := addIdentifiers(ctx, tx, p.ID, a.Identifiers); err != nil {
+		// A new record holds just the identifiers recorded now.
+		if p.Identifiers, err = addIdentifiers(ctx, tx, p.ID, a.Identifiers); err != nil {
 			return Patient{}, false, err
 		}
 		return p, true, nil
@@ -318,7 +355,7 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (P
 	if err != nil {
 		return Patient{}, false, err
 	}
-	if err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
+	if _, err := addIdentifiers(ctx, tx, id, a.Identifiers); err != nil {
 		return Patient{}, false, err
 	}
 	return p, false, nil
@@ -327,7 +364,7 @@ func upsertPatient(ctx context.Context, tx *catalog.Tx, a ADT, now time.Time) (P
 // applyVisit records PV1 for the patient: registration events open or
 // update the visit; A03 discharges it, A11 cancels the admit and A13
 // cancels the discharge (HL7 2.5.1 §3.3.3, §3.3.11, §3.3.13).
-func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, a ADT, now time.Time) (*Visit, error) {
+func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, newPatient bool, a ADT, now time.Time) (*Visit, error) {
 	v := *a.Visit
 	switch a.TriggerEvent {
 	case "A03":
@@ -349,8 +386,11 @@ func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, a ADT, now t
 	acc, auth, setAccount := accountValues(a.Account)
 	var id int64
 	var status, discharge, storedAcc, storedAuth string
-	err := tx.QueryRowContext(ctx, `SELECT id, status, discharge_time, account_number, account_assigning_authority FROM registry_visits
-		WHERE patient_ref = ? AND visit_number = ?`, patient, v.VisitNumber).Scan(&id, &status, &discharge, &storedAcc, &storedAuth)
+	err := sql.ErrNoRows // a new patient has no visits yet
+	if !newPatient {
+		err = tx.QueryRowContext(ctx, `SELECT id, status, discharge_time, account_number, account_assigning_authority FROM registry_visits
+			WHERE patient_ref = ? AND visit_number = ?`, patient, v.VisitNumber).Scan(&id, &status, &discharge, &storedAcc, &storedAuth)
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if v.Status == "" {
@@ -473,7 +513,7 @@ func loadPatient(ctx context.Context, tx catalog.Querier, id int64) (Patient, er
 }
 
 func loadDetails(ctx context.Context, tx catalog.Querier, p *Patient) error {
-	rows, err := tx.QueryContext(ctx, `SELECT id_number, assigning_authority, identifier_type_code FROM registry_patient_identifiers WHERE patient_ref = ? ORDER BY id_number, assigning_authority`, p.ID)
+	rows, err := tx.QueryContext(ctx, `SELECT id_number, assigning_authority, identifier_type_code FROM registry_patient_identifiers WHERE patient_ref = ?`, p.ID)
 	if err != nil {
 		return err
 	}
@@ -490,6 +530,7 @@ func loadDetails(ctx context.Context, tx catalog.Querier, p *Patient) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	sortIdentifiers(p.Identifiers)
 	rows, err = tx.QueryContext(ctx, `SELECT visit_number, patient_class, assigned_location, attending_doctor, referring_doctor, admit_time, discharge_time, status,
 		account_number, account_assigning_authority FROM registry_visits WHERE patient_ref = ? ORDER BY id`, p.ID)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,12 @@ func TestADTRegisterUpdateAndEvents(t *testing.T) {
 	var one hisbridge.Patient
 	if code := th.getJSON(t, fmt.Sprintf("/api/patients/%d", p.ID), &one); code != 200 || one.ID != p.ID || len(one.Visits) != 1 {
 		t.Errorf("GET patient: %d %+v", code, one)
+	}
+	// A new record's event carries the identifiers and visits it was
+	// created with, without reading them back; they must be what the
+	// registry holds (the A08 since changed neither).
+	if !reflect.DeepEqual(pe.Identifiers, one.Identifiers) || !reflect.DeepEqual(pe.Visits, one.Visits) {
+		t.Errorf("created event identifiers %+v visits %+v; registry %+v %+v", pe.Identifiers, pe.Visits, one.Identifiers, one.Visits)
 	}
 	var e map[string]string
 	if code := th.getJSON(t, "/api/patients/999999", &e); code != 404 || e["error"] == "" {
