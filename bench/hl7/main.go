@@ -5,11 +5,13 @@
 // default, or the PostgreSQL and NATS named by IMAGINGHUB_TEST_DATABASE_URL
 // and IMAGINGHUB_TEST_NATS_URL (a fresh database and stream prefix per run).
 //
-// Usage: go run ./bench/hl7 [-n 5000] [-conns 1,8] [-drain 60s] [-cpuprofile FILE]
+// Usage: go run ./bench/hl7 [-n 5000] [-conns 1,8] [-bridge=false] [-drain 60s] [-cpuprofile FILE]
+//        go run ./bench/hl7 -peer HOST:PORT [-peer-name NAME] [-n 5000] [-conns 1,8]
 //
 // -drain waits after the runs for his-bridge to apply the backlog and
-// reports its rate; -bridge=false leaves his-bridge out, to profile the
-// listener alone (bench/hl7.sh always runs it).
+// reports its rate; -bridge=false leaves his-bridge out: the listener alone,
+// as "imaginghub hl7" runs it when the bridges run elsewhere (bench/hl7.sh
+// measures both).
 package main
 
 import (
@@ -39,9 +41,19 @@ func main() {
 	n := flag.Int("n", 5000, "messages per run")
 	conns := flag.String("conns", "1,8", "parallel connections per run, comma-separated")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file")
-	bridge := flag.Bool("bridge", true, "run his-bridge behind the listener (false only to profile the listener alone)")
+	bridge := flag.Bool("bridge", true, "run his-bridge behind the listener in the same process (false: the listener alone)")
 	drain := flag.Duration("drain", 0, "after the runs, wait up to this long for his-bridge to apply the backlog and report its rate")
+	peer := flag.String("peer", "", "measure the MLLP receiver at this host:port instead of the hub")
+	name := flag.String("peer-name", "peer", "what to call the -peer receiver")
 	flag.Parse()
+	if *peer != "" {
+		fmt.Printf("HL7 MLLP acknowledgment throughput of %s at %s\n", *name, *peer)
+		if err := measureAll(context.Background(), *peer, *n, *conns, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/hl7:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -118,25 +130,21 @@ func run(n int, connList string, bridge bool, drain time.Duration) error {
 		rt.Server.Shutdown(sctx)
 	}()
 
-	fmt.Printf("HL7 MLLP acknowledgment throughput (%s); AA only after the JetStream PubAck\n", backends)
-	fmt.Println("peer: no other MLLP receiver is installed on this machine, so no ratio is printed")
-	run := 0
-	for _, s := range strings.Split(connList, ",") {
-		c, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || c < 1 {
-			return fmt.Errorf("bad -conns value %q", s)
-		}
-		run++
-		rate, err := measure(ctx, l.Addr(), n, c, run)
-		if err != nil {
-			return err
-		}
-		applied := ""
-		if bridge {
-			applied = fmt.Sprintf("; his-bridge had applied %d of %d so far", bridgeProgress(ctx, rt), run*n)
-		}
-		fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged%s\n", c, n, rate, applied)
+	shape := "component hl7 alone, as \"imaginghub hl7\" runs it in a split deployment"
+	if bridge {
+		shape = "components hl7 and his-bridge in one process"
 	}
+	fmt.Printf("HL7 MLLP acknowledgment throughput (%s; %s); AA only after the JetStream PubAck\n", backends, shape)
+	var progress func(run int) string
+	if bridge {
+		progress = func(run int) string {
+			return fmt.Sprintf("; his-bridge had applied %d of %d so far", bridgeProgress(ctx, rt), run*n)
+		}
+	}
+	if err := measureAll(ctx, l.Addr(), n, connList, progress); err != nil {
+		return err
+	}
+	run := len(strings.Split(connList, ","))
 	if bridge && drain > 0 {
 		// How fast his-bridge works off the backlog once the senders stop.
 		start, from := time.Now(), bridgeProgress(ctx, rt)
@@ -149,6 +157,29 @@ func run(n int, connList string, bridge bool, drain time.Duration) error {
 		el := time.Since(start)
 		fmt.Printf("  his-bridge after the runs: applied %d more in %.1fs (%.0f msg/s), %d of %d in all\n",
 			done-from, el.Seconds(), float64(done-from)/el.Seconds(), done, total)
+	}
+	return nil
+}
+
+// measureAll measures each connection count of connList in turn and prints
+// a line for each, ending with progress(run) when it is given.
+func measureAll(ctx context.Context, addr string, n int, connList string, progress func(run int) string) error {
+	run := 0
+	for _, s := range strings.Split(connList, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || c < 1 {
+			return fmt.Errorf("bad -conns value %q", s)
+		}
+		run++
+		rate, err := measure(ctx, addr, n, c, run)
+		if err != nil {
+			return err
+		}
+		tail := ""
+		if progress != nil {
+			tail = progress(run)
+		}
+		fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged%s\n", c, n, rate, tail)
 	}
 	return nil
 }
