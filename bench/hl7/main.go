@@ -5,8 +5,10 @@
 // default, or the PostgreSQL and NATS named by IMAGINGHUB_TEST_DATABASE_URL
 // and IMAGINGHUB_TEST_NATS_URL (a fresh database and stream prefix per run).
 //
-// Usage: go run ./bench/hl7 [-n 5000] [-conns 1,8] [-bridge=false] [-drain 60s] [-cpuprofile FILE]
-//        go run ./bench/hl7 -peer HOST:PORT [-peer-name NAME] [-n 5000] [-conns 1,8]
+// Usage:
+//
+//	go run ./bench/hl7 [-n 5000] [-conns 1,8] [-bridge=false] [-drain 60s] [-cpuprofile FILE]
+//	go run ./bench/hl7 -peer HOST:PORT [-peer-name NAME] [-n 5000] [-conns 1,8]
 //
 // -drain waits after the runs for his-bridge to apply the backlog and
 // reports its rate; -bridge=false leaves his-bridge out: the listener alone,
