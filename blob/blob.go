@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
+	"time"
 )
 
 // Sentinel errors.
@@ -35,6 +37,17 @@ type Store interface {
 	CleanTemp(ctx context.Context) (int, error)
 	// Ping reports whether the store can be written.
 	Ping(ctx context.Context) error
+	// Walk yields every committed blob, in no promised order, for
+	// consistency checks. Blobs committed or deleted while it runs may or may not be
+	// seen. Iteration stops at the first error, yielded with a zero Info.
+	Walk(ctx context.Context) iter.Seq2[Info, error]
+}
+
+// Info describes one committed blob.
+type Info struct {
+	Key     string
+	Size    int64
+	ModTime time.Time // when it was committed (its last write)
 }
 
 // Writer streams one new blob.

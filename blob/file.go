@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,6 +246,43 @@ func (s *FileStore) CleanTemp(ctx context.Context) (int, error) {
 		return n, fmt.Errorf("blob: clean temp: %w", err)
 	}
 	return n, nil
+}
+
+// Walk implements Store: it walks Root/objects, each directory in lexical
+// order.
+func (s *FileStore) Walk(ctx context.Context) iter.Seq2[Info, error] {
+	return func(yield func(Info, error) bool) {
+		stop := errors.New("stop")
+		err := filepath.WalkDir(s.objs, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if d.IsDir() || !d.Type().IsRegular() {
+				return nil
+			}
+			st, err := d.Info()
+			if os.IsNotExist(err) {
+				return nil // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(s.objs, p)
+			if err != nil {
+				return err
+			}
+			if !yield(Info{Key: filepath.ToSlash(rel), Size: st.Size(), ModTime: st.ModTime()}, nil) {
+				return stop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stop) {
+			yield(Info{}, fmt.Errorf("blob: walk: %w", err))
+		}
+	}
 }
 
 // Ping implements Store: it creates and removes a temporary file.

@@ -143,6 +143,37 @@ type BlobRef struct {
 	SizeBytes      int64
 }
 
+// BlobRefs returns the blob of each of the given instances the catalog
+// holds, by SOP Instance UID; unknown UIDs are left out.
+func (c *Catalog) BlobRefs(ctx context.Context, sopInstanceUIDs []string) (map[string]BlobRef, error) {
+	out := make(map[string]BlobRef, len(sopInstanceUIDs))
+	for lo, hi := range ValuesChunks(len(sopInstanceUIDs)) {
+		args := make([]any, hi-lo)
+		for i, u := range sopInstanceUIDs[lo:hi] {
+			args[i] = u
+		}
+		rows, err := c.query(ctx, `SELECT sop_instance_uid, blob_key, size_bytes FROM instances
+ WHERE sop_instance_uid IN (`+placeholders(hi-lo)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: blob refs: %w", err)
+		}
+		for rows.Next() {
+			var b BlobRef
+			if err := rows.Scan(&b.SOPInstanceUID, &b.BlobKey, &b.SizeBytes); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("catalog: blob refs: %w", c.d.wrap(err))
+			}
+			out[b.SOPInstanceUID] = b
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("catalog: blob refs: %w", c.d.wrap(err))
+		}
+	}
+	return out, nil
+}
+
 // InstanceBlobKeys yields every instance's blob key in SOP Instance UID
 // order, for consistency checks (every row's blob exists, every blob has
 // a row). It reads in pages, so it holds no long transaction and rows

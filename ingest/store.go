@@ -235,9 +235,7 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 		return res, err
 	}
 
-	// Each received copy gets its own key, so that a duplicate never
-	// overwrites the file a catalog row points at.
-	key := fmt.Sprintf("%s/%s/%s.%s.dcm", hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, strconv.FormatInt(time.Now().UnixNano(), 36))
+	key := BlobKey(hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, time.Now())
 	size := w.Written()
 	res = Result{Header: hdr, BlobKey: key, Size: size}
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/imaginghub/imaginghub/blob"
@@ -107,6 +108,44 @@ func Run(t *testing.T, open func(t *testing.T) blob.Store) {
 			if _, err := s.Open(ctx, k); !errors.Is(err, blob.ErrInvalidKey) {
 				t.Errorf("key %q: %v", k, err)
 			}
+		}
+	})
+	t.Run("Walk", func(t *testing.T) {
+		s := open(t)
+		keys := []string{"b/2/z.dcm", "a/1/x.dcm", "a/1/y.dcm", "a/2/x.dcm", "c"}
+		for i, k := range keys {
+			put(t, s, k, bytes.Repeat([]byte{'x'}, i+1))
+		}
+		w, _ := s.Create(ctx) // not committed: not walked
+		w.Write([]byte("pending"))
+		defer w.Abort()
+		if err := s.Delete(ctx, "c"); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for b, err := range s.Walk(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.ModTime.IsZero() {
+				t.Errorf("%s: no modification time", b.Key)
+			}
+			if want := int64(slices.Index(keys, b.Key) + 1); b.Size != want {
+				t.Errorf("%s: size %d, want %d", b.Key, b.Size, want)
+			}
+			got = append(got, b.Key)
+		}
+		slices.Sort(got)
+		if want := []string{"a/1/x.dcm", "a/1/y.dcm", "a/2/x.dcm", "b/2/z.dcm"}; !slices.Equal(got, want) {
+			t.Errorf("walked %q, want %q", got, want)
+		}
+		n := 0
+		for range s.Walk(ctx) {
+			n++
+			break
+		}
+		if n != 1 {
+			t.Errorf("walk after break yielded %d", n)
 		}
 	})
 	t.Run("Ping", func(t *testing.T) {

@@ -987,6 +987,27 @@ func testInstanceBlobKeys(t *testing.T, newDB NewDB) {
 			t.Errorf("%s: blob key %q, want %q", k, got[k], v)
 		}
 	}
+	// BlobRefs looks up a chosen set, more than one statement's worth.
+	var ask []string
+	for k := range want {
+		ask = append(ask, k)
+		if len(ask) == 300 {
+			break
+		}
+	}
+	ask = append(ask, "1.2.999.unknown")
+	refs, err := c.BlobRefs(ctx, ask)
+	if err != nil {
+		t.Fatalf("BlobRefs: %v", err)
+	}
+	if len(refs) != len(ask)-1 {
+		t.Errorf("BlobRefs returned %d, want %d", len(refs), len(ask)-1)
+	}
+	for _, k := range ask[:len(ask)-1] {
+		if refs[k].BlobKey != want[k] || refs[k].SOPInstanceUID != k {
+			t.Errorf("BlobRefs %s: %+v, want key %q", k, refs[k], want[k])
+		}
+	}
 	// Stopping early is allowed.
 	count := 0
 	for range c.InstanceBlobKeys(ctx) {

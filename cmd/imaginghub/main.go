@@ -28,6 +28,7 @@ Usage:
   imaginghub [--config FILE] router destinations|failed NAME|retry NAME SEQ|discard NAME SEQ|pause NAME|resume NAME
   imaginghub [--config FILE] events dlq list [--consumer NAME]
   imaginghub [--config FILE] events dlq replay|discard SEQ
+  imaginghub [--config FILE] archive check [--remove-orphans] [--min-age 1h]
   imaginghub dicom echo [--aet AE] [--aec AE] HOST:PORT
   imaginghub dicom store [--aet AE] [--aec AE] [--parallel N] HOST:PORT FILE|DIR...
   imaginghub dicom find [--patient-root] [--level STUDY] -k Keyword[=value]... HOST:PORT
@@ -86,6 +87,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return eventsCmd(ctx, cfg, args[1:], stdout)
+	case "archive":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return archiveCmd(ctx, cfg, args[1:], stdout, stderr)
 	case "dicom":
 		return dicomCmd(ctx, args[1:], stdout, stderr)
 	case "router":

@@ -143,7 +143,8 @@ func TestDICOMToolsAgainstServe(t *testing.T) {
 	env := []string{"IMAGINGHUB_HTTP_ADDR=" + httpAddr, "IMAGINGHUB_NATS_LISTEN=",
 		"IMAGINGHUB_DICOM_ADDR=" + dicomAddr, "IMAGINGHUB_HL7_ADDR=" + freeAddr(t),
 		"IMAGINGHUB_DICOM_REMOTES=STORESCP=" + scpAddr}
-	hub := command(t, "serve", env...)
+	dataDir := t.TempDir()
+	hub := command(t, "serve", append(env, "IMAGINGHUB_DATA_DIR="+dataDir)...)
 	var logs bytes.Buffer
 	hub.Stderr = &logs
 	if err := hub.Start(); err != nil {
@@ -190,6 +191,33 @@ func TestDICOMToolsAgainstServe(t *testing.T) {
 	if !strings.Contains(out, "C-FIND: 6 matches, status 0x0000") || strings.Count(out, "SOPInstanceUID=") != 6 {
 		t.Fatalf("find images:\n%s", out)
 	}
+
+	// The archive check, while the hub runs: consistent; then a file no
+	// row names, as a crash between a file's commit and its row's leaves,
+	// is reported (exit status 1) and removed.
+	check := func(args string) (string, error) {
+		out, err := command(t, args, "IMAGINGHUB_DATA_DIR="+dataDir).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := check("archive check"); err != nil || !strings.Contains(out, "6 instance rows") || !strings.Contains(out, "6 files") || !strings.HasSuffix(out, "consistent\n") {
+		t.Fatalf("archive check: %v\n%s", err, out)
+	}
+	orphan := filepath.Join(dataDir, "blobs", "objects", study, series, "1.2.826.0.1.3680043.10.1.77.kxyz.dcm")
+	if err := os.WriteFile(orphan, []byte("cut short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(orphan, old, old)
+	if out, err := check("archive check"); err == nil || !strings.Contains(out, "files without a row:           1") || !strings.Contains(out, "1.2.826.0.1.3680043.10.1.77.kxyz.dcm") {
+		t.Fatalf("archive check with an orphan: %v\n%s", err, out)
+	}
+	if out, err := check("archive check --remove-orphans"); err != nil || !strings.Contains(out, "1 removed") {
+		t.Fatalf("archive check --remove-orphans: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("orphan still there: %v", err)
+	}
+
 	if _, err := exec.LookPath("storescp"); err != nil {
 		t.Skip("DCMTK storescp not installed; move not tested")
 	}
