@@ -16,7 +16,7 @@
 # relay: what a scale-out DICOM node runs); HUB_COMMAND=serve measures it
 # with every other component consuming the events beside it.
 #
-# Usage: bash bench/ingest.sh [N_INSTANCES]   (needs dcmtk; gcc)
+# Usage: [ROUNDS=3] bash bench/ingest.sh [N_INSTANCES]   (needs dcmtk; gcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-500}
@@ -63,62 +63,82 @@ start_hub() {
   echo "hub did not become ready"; cat "$work/hub.log"; exit 1
 }
 
-# --- the hub, one association
-start_hub "$work/hub1"
-settle; t0=$(now); send "$hub_dicom" IMAGINGHUB "${files[@]}"; t1=$(now)
-hub_s=$(python3 -c "print($t1-$t0)")
-echo "hub        1 assoc: $(rate "$N" "$hub_s" "$bytes")"
-kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
+# Each round measures every peer once, on fresh directories (nothing is
+# deleted until the end, so no peer pays for another's deletions); the
+# ratios are those of the medians over the rounds, because runs on a shared
+# machine vary by 10-30 % from one minute to the next.
+ROUNDS=${ROUNDS:-3}
+secs() { python3 -c "print($2-$1)"; }
 
-# --- DCMTK storescp
-p=$(free_port); mkdir -p "$work/scp"
-LD_PRELOAD="$LD_PRELOAD_SHIM" storescp -aet STORESCP -od "$work/scp" "$p" & pids+=($!); scp_pid=$!
-wait_port "$p"
-settle; t0=$(now); send "$p" STORESCP "${files[@]}"; t1=$(now)
-scp_s=$(python3 -c "print($t1-$t0)")
-echo "storescp   1 assoc: $(rate "$N" "$scp_s" "$bytes")"
-kill "$scp_pid" 2>/dev/null || true
+hub1() { # round
+  start_hub "$work/hub1.$1"
+  settle; local t0 t1; t0=$(now); send "$hub_dicom" IMAGINGHUB "${files[@]}" >&2; t1=$(now)
+  kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
+  secs "$t0" "$t1"
+}
 
-# --- Orthanc
-orthanc_s=""
-if command -v Orthanc >/dev/null; then
-  p=$(free_port); hp=$(free_port); mkdir -p "$work/orthanc"
-  cat > "$work/orthanc/config.json" <<JSON
-{ "Name": "bench", "StorageDirectory": "$work/orthanc/db", "IndexDirectory": "$work/orthanc/db",
+scp1() { # round
+  local p t0 t1; p=$(free_port); mkdir -p "$work/scp.$1"
+  LD_PRELOAD="$LD_PRELOAD_SHIM" storescp -aet STORESCP -od "$work/scp.$1" "$p" & pids+=($!); local scp_pid=$!
+  wait_port "$p" >&2
+  settle; t0=$(now); send "$p" STORESCP "${files[@]}" >&2; t1=$(now)
+  kill "$scp_pid" 2>/dev/null || true; wait "$scp_pid" 2>/dev/null || true
+  secs "$t0" "$t1"
+}
+
+orthanc1() { # round
+  local p hp t0 t1 dir="$work/orthanc.$1"; p=$(free_port); hp=$(free_port); mkdir -p "$dir"
+  cat > "$dir/config.json" <<JSON
+{ "Name": "bench", "StorageDirectory": "$dir/db", "IndexDirectory": "$dir/db",
   "DicomAet": "ORTHANC", "DicomPort": $p, "HttpPort": $hp, "RemoteAccessAllowed": false,
   "DicomCheckCalledAet": false, "Plugins": [], "StorageCompression": false }
 JSON
-  LD_PRELOAD="$LD_PRELOAD_SHIM" Orthanc "$work/orthanc/config.json" >"$work/orthanc.log" 2>&1 & pids+=($!); orthanc_pid=$!
-  wait_port "$p"
-  settle; t0=$(now); send "$p" ORTHANC "${files[@]}"; t1=$(now)
-  orthanc_s=$(python3 -c "print($t1-$t0)")
-  echo "Orthanc    1 assoc: $(rate "$N" "$orthanc_s" "$bytes")"
-  kill "$orthanc_pid" 2>/dev/null || true
-else
-  echo "Orthanc: not installed (apt-get install orthanc) — skipped"
-fi
+  LD_PRELOAD="$LD_PRELOAD_SHIM" Orthanc "$dir/config.json" >"$dir.log" 2>&1 & pids+=($!); local orthanc_pid=$!
+  wait_port "$p" >&2
+  settle; t0=$(now); send "$p" ORTHANC "${files[@]}" >&2; t1=$(now)
+  kill "$orthanc_pid" 2>/dev/null || true; wait "$orthanc_pid" 2>/dev/null || true
+  secs "$t0" "$t1"
+}
 
-# --- the hub, 4 associations (4 storescu processes, N/4 files each)
-start_hub "$work/hub4"
-settle; t0=$(now)
-for k in 0 1 2 3; do
-  part=(); for ((i=k; i<N; i+=4)); do part+=("${files[$i]}"); done
-  send "$hub_dicom" IMAGINGHUB "${part[@]}" & 
+hub4() { # round: 4 storescu processes, N/4 files each
+  start_hub "$work/hub4.$1"
+  settle; local t0 t1 senders=(); t0=$(now)
+  for k in 0 1 2 3; do
+    local part=(); for ((i=k; i<N; i+=4)); do part+=("${files[$i]}"); done
+    send "$hub_dicom" IMAGINGHUB "${part[@]}" >&2 & senders+=($!)
+  done
+  wait "${senders[@]}" 2>/dev/null || true
+  t1=$(now)
+  kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
+  secs "$t0" "$t1"
+}
+
+have_orthanc=false
+command -v Orthanc >/dev/null && have_orthanc=true || echo "Orthanc: not installed (apt-get install orthanc) — skipped"
+declare -a T_hub T_scp T_orth T_hub4
+for ((r=1; r<=ROUNDS; r++)); do
+  echo "-- round $r of $ROUNDS"
+  T_hub+=("$(hub1 "$r")");  echo "hub        1 assoc: $(rate "$N" "${T_hub[-1]}" "$bytes")"
+  T_scp+=("$(scp1 "$r")");  echo "storescp   1 assoc: $(rate "$N" "${T_scp[-1]}" "$bytes")"
+  if $have_orthanc; then
+    T_orth+=("$(orthanc1 "$r")"); echo "Orthanc    1 assoc: $(rate "$N" "${T_orth[-1]}" "$bytes")"
+  fi
+  T_hub4+=("$(hub4 "$r")"); echo "hub        4 assoc: $(rate "$N" "${T_hub4[-1]}" "$bytes")"
 done
-wait $(jobs -p | grep -v -e "$hub_pid") 2>/dev/null || true
-t1=$(now)
-hub4_s=$(python3 -c "print($t1-$t0)")
-echo "hub        4 assoc: $(rate "$N" "$hub4_s" "$bytes")"
-kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
 
-echo "== ratios (higher is better for the hub)"
-python3 - "$hub_s" "$scp_s" "${orthanc_s:-0}" "$hub4_s" <<'PY'
-import sys
-hub, scp, orth, hub4 = map(float, sys.argv[1:])
-print(f"hub / storescp throughput:     {scp/hub:5.2f}  (target >= 0.70)")
-if orth > 0:
-    print(f"hub / Orthanc throughput:      {orth/hub:5.2f}  (target >= 2.00)")
-print(f"hub 4 assoc / 1 assoc:         {hub/hub4:5.2f}  (target >= 1.60)")
+echo "== medians of $ROUNDS rounds; ratios of the medians (higher is better for the hub)"
+python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" <<'PY'
+import statistics, sys
+n = float(sys.argv[1])
+hub, scp, orth, hub4 = ([float(x) for x in a.split()] for a in sys.argv[2:6])
+med = lambda ts: n / statistics.median(ts)
+for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("Orthanc", orth), ("hub 4 assoc", hub4)):
+    if ts:
+        print(f"{name:12s} {med(ts):7.1f} inst/s  (rounds: {', '.join(f'{n/t:.0f}' for t in ts)})")
+print(f"hub / storescp throughput:     {med(hub)/med(scp):5.2f}  (target >= 0.70)")
+if orth:
+    print(f"hub / Orthanc throughput:      {med(hub)/med(orth):5.2f}  (target >= 2.00)")
+print(f"hub 4 assoc / 1 assoc:         {med(hub4)/med(hub):5.2f}  (target >= 1.60)")
 PY
 
 # --- one 1 GiB multi-frame instance: peak RSS of the hub

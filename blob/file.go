@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"iter"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 )
 
 // FileStore keeps each blob as a file under Root/objects; writers stream to
@@ -20,10 +23,19 @@ import (
 // directory (run together; Commit returns when both are done), so that a
 // committed blob survives a crash or power loss. The file has its name
 // before it is durable: callers record a key only once Commit returned.
+//
+// With FileOptions.DirectIO (on Linux), writers bypass the page cache:
+// data goes to the device in aligned blocks as it arrives, so the fsync at
+// commit has only the device's cache to flush and an archive's writes do
+// not crowd out what readers have cached. A filesystem that refuses direct
+// I/O (tmpfs, some network filesystems) gets buffered writes instead.
 type FileStore struct {
 	root string
 	tmp  string
 	objs string
+
+	direct   bool        // FileOptions.DirectIO
+	noDirect atomic.Bool // the filesystem refused direct I/O
 
 	mu        sync.Mutex
 	made      map[string]bool     // directories known to exist
@@ -48,8 +60,15 @@ type FileStore struct {
 // spares is how many temporary files FileStore keeps ready.
 const spares = 4
 
+// FileOptions tune a FileStore.
+type FileOptions struct {
+	// DirectIO writes blobs with direct I/O where the platform and the
+	// filesystem allow it (see FileStore).
+	DirectIO bool
+}
+
 // NewFileStore opens (creating if needed) a file store rooted at dir.
-func NewFileStore(dir string) (*FileStore, error) {
+func NewFileStore(dir string, opts FileOptions) (*FileStore, error) {
 	var tok [6]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, fmt.Errorf("blob: %w", err)
@@ -66,6 +85,7 @@ func NewFileStore(dir string) (*FileStore, error) {
 		filled:    make(chan struct{}),
 		spareName: "s-" + hex.EncodeToString(tok[:]) + "-",
 		pooled:    map[string]bool{},
+		direct:    opts.DirectIO,
 	}
 	for _, d := range []string{s.tmp, s.objs} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
@@ -165,14 +185,27 @@ func (s *FileStore) Create(ctx context.Context) (Writer, error) {
 	select {
 	case f := <-s.spare:
 		s.unpool(f)
-		return &fileWriter{s: s, f: f}, nil
+		return s.newWriter(f), nil
 	default:
 	}
 	f, err := os.CreateTemp(s.tmp, "w-*")
 	if err != nil {
 		return nil, fmt.Errorf("blob: create: %w", err)
 	}
-	return &fileWriter{s: s, f: f}, nil
+	return s.newWriter(f), nil
+}
+
+func (s *FileStore) newWriter(f *os.File) *fileWriter {
+	w := &fileWriter{s: s, f: f}
+	if s.direct && !s.noDirect.Load() {
+		if setDirect(f, true) == nil {
+			w.direct = true
+			w.stage = stages.Get().([]byte)
+		} else {
+			s.noDirect.Store(true)
+		}
+	}
+	return w
 }
 
 // Open implements Store.
@@ -408,13 +441,35 @@ type fileWriter struct {
 	n      int64
 	queued int64 // bytes handed to early writeback
 	done   bool
+
+	// With direct I/O (O_DIRECT), data is staged in stage, an aligned
+	// buffer, and written in whole blocks at off, bypassing the page cache.
+	direct bool
+	stage  []byte
+	off    int64
 }
 
 // writebackChunk is how much written data starts its way to the device
 // while the rest of the file is still arriving.
 const writebackChunk = 256 << 10
 
+// directBlock is the alignment of direct writes (offset, length, memory).
+const directBlock = 4096
+
+var stages = sync.Pool{New: func() any { return alignedBuffer(writebackChunk) }}
+
+// alignedBuffer returns an empty slice of capacity n starting at a
+// directBlock boundary.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+directBlock)
+	off := (directBlock - int(uintptr(unsafe.Pointer(&b[0]))%directBlock)) % directBlock
+	return b[off : off : off+n]
+}
+
 func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.direct {
+		return w.writeStaged(p)
+	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
 	if w.n-w.queued >= writebackChunk {
@@ -422,6 +477,71 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 		w.queued = w.n
 	}
 	return n, err
+}
+
+func (w *fileWriter) writeStaged(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		k := copy(w.stage[len(w.stage):cap(w.stage)], p)
+		w.stage = w.stage[:len(w.stage)+k]
+		p = p[k:]
+		w.n += int64(k)
+		if len(w.stage) == cap(w.stage) {
+			if err := w.flushStage(false); err != nil {
+				return total - len(p), err
+			}
+		}
+	}
+	return total, nil
+}
+
+// flushStage writes the staged data; the last, partial block is padded
+// with zeros (last is true only at Commit, which then cuts the file to
+// its length). If the filesystem refuses the direct write, the writer
+// and the store fall back to buffered writes.
+func (w *fileWriter) flushStage(last bool) error {
+	n := len(w.stage)
+	if last {
+		n = (n + directBlock - 1) / directBlock * directBlock
+		clear(w.stage[len(w.stage):n])
+	}
+	_, err := w.f.WriteAt(w.stage[:n], w.off)
+	if errors.Is(err, syscall.EINVAL) {
+		return w.fallBack()
+	}
+	if err != nil {
+		return err
+	}
+	w.off += int64(n)
+	w.stage = w.stage[:0]
+	return nil
+}
+
+// fallBack turns a direct writer into a buffered one, for this file and
+// the store's next ones: the staged data is written as it is and later
+// writes go through the page cache.
+func (w *fileWriter) fallBack() error {
+	w.s.noDirect.Store(true)
+	if err := setDirect(w.f, false); err != nil {
+		return err
+	}
+	if _, err := w.f.WriteAt(w.stage, w.off); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(w.n, io.SeekStart); err != nil {
+		return err
+	}
+	w.direct = false
+	w.queued = w.n
+	w.release()
+	return nil
+}
+
+func (w *fileWriter) release() {
+	if w.stage != nil {
+		stages.Put(w.stage[:0])
+		w.stage = nil
+	}
 }
 
 func (w *fileWriter) Written() int64 { return w.n }
@@ -434,6 +554,17 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 	if err != nil {
 		w.Abort()
 		return err
+	}
+	if w.direct {
+		err := w.flushStage(true)
+		if err == nil && w.direct {
+			err = w.f.Truncate(w.n) // the padding of the last block
+		}
+		w.release()
+		if err != nil {
+			w.Abort()
+			return fmt.Errorf("blob: write: %w", err)
+		}
 	}
 	dir := filepath.Dir(dst)
 	if err := w.s.mkdirDurable(dir); err != nil {
@@ -475,6 +606,7 @@ func (w *fileWriter) Abort() error {
 		return nil
 	}
 	w.done = true
+	w.release()
 	w.f.Close()
 	if err := os.Remove(w.f.Name()); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("blob: abort: %w", err)

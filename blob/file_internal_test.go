@@ -1,8 +1,11 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -114,7 +117,7 @@ func TestCommitsWaitingForAnFsyncShareTheNext(t *testing.T) {
 // committed blob under key (so its directories exist).
 func storeWith(t *testing.T, key string) *FileStore {
 	t.Helper()
-	s, err := NewFileStore(t.TempDir())
+	s, err := NewFileStore(t.TempDir(), FileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,4 +131,62 @@ func storeWith(t *testing.T, key string) *FileStore {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Direct writes stage aligned blocks and pad the last one; the file must
+// come out exactly as written whatever its length and however the writes
+// are cut, and also when the store falls back to buffered writes in the
+// middle of a file (a filesystem refusing direct I/O).
+func TestDirectWritesExact(t *testing.T) {
+	s, err := NewFileStore(t.TempDir(), FileOptions{DirectIO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	sizes := []int{0, 1, directBlock - 1, directBlock, directBlock + 1, writebackChunk - 1, writebackChunk, writebackChunk + 1, 3*writebackChunk + 4321}
+	for _, fallBackAt := range []int{-1, 0, 1} {
+		for i, size := range sizes {
+			data := make([]byte, size)
+			for j := range data {
+				data[j] = byte(j*7 + i)
+			}
+			w, err := s.Create(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw := w.(*fileWriter)
+			if fallBackAt < 0 && !fw.direct {
+				t.Skip("this filesystem refuses direct I/O")
+			}
+			// Writes of uneven sizes, as a network delivers them.
+			for j, k := 0, 0; j < size; k++ {
+				if k == fallBackAt && fw.direct {
+					if err := fw.fallBack(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				n := min(size-j, 1000+k*37731)
+				if _, err := w.Write(data[j : j+n]); err != nil {
+					t.Fatal(err)
+				}
+				j += n
+			}
+			if w.Written() != int64(size) {
+				t.Fatalf("Written %d, want %d", w.Written(), size)
+			}
+			key := fmt.Sprintf("d/%d/%d", fallBackAt+1, size)
+			if err := w.Commit(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(s.objs, filepath.FromSlash(key)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("fall back at write %d, %d bytes: read back %d bytes, not what was written", fallBackAt, size, len(got))
+			}
+		}
+		s.noDirect.Store(false)
+	}
 }

@@ -52,6 +52,8 @@ type Config struct {
 type Data struct {
 	// Dir holds blobs, the SQLite catalog and the embedded JetStream store.
 	Dir string `yaml:"dir" help:"data directory: blobs, SQLite catalog, embedded JetStream store"`
+	// DirectIO writes received instances with direct I/O (Linux O_DIRECT).
+	DirectIO bool `yaml:"direct_io" help:"write received instances with direct I/O, bypassing the page cache (Linux; falls back where the filesystem refuses it)"`
 }
 
 // HTTP is the HTTP listener: health, metrics, admin API, DICOMweb, FHIR.
@@ -208,7 +210,7 @@ type Log struct {
 // ./data.
 func Default() Config {
 	return Config{
-		Data: Data{Dir: "./data"},
+		Data: Data{Dir: "./data", DirectIO: true},
 		HTTP: HTTP{Addr: ":8080", ShutdownTimeout: 30 * time.Second},
 		DICOM: DICOM{
 			Addr:            ":11112",

@@ -46,7 +46,7 @@ func archiveCmd(ctx context.Context, cfg config.Config, args []string, stdout, s
 		fs.Usage()
 		return errors.New("archive check: bad arguments")
 	}
-	blobs, err := blob.NewFileStore(filepath.Join(cfg.Data.Dir, "blobs"))
+	blobs, err := blob.NewFileStore(filepath.Join(cfg.Data.Dir, "blobs"), blob.FileOptions{DirectIO: cfg.Data.DirectIO})
 	if err != nil {
 		return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
 	}
