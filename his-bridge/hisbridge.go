@@ -384,52 +384,49 @@ func applyVisit(ctx context.Context, tx *catalog.Tx, patient int64, newPatient b
 		v.Status = "active"
 	}
 	acc, auth, setAccount := accountValues(a.Account)
-	var id int64
-	var status, discharge, storedAcc, storedAuth string
-	err := sql.ErrNoRows // a new patient has no visits yet
 	if !newPatient {
-		err = tx.QueryRowContext(ctx, `SELECT id, status, discharge_time, account_number, account_assigning_authority FROM registry_visits
-			WHERE patient_ref = ? AND visit_number = ?`, patient, v.VisitNumber).Scan(&id, &status, &discharge, &storedAcc, &storedAuth)
-	}
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if v.Status == "" {
-			v.Status = "active"
+		// The stored visit, if there is one, is updated in place: empty
+		// fields keep what is stored, and the status, discharge time and
+		// account it ends up with come back for the event.
+		setAcc := 0
+		if setAccount {
+			setAcc = 1
 		}
-		v.Account = account(acc, auth)
-		_, err = tx.ExecContext(ctx, `INSERT INTO registry_visits (patient_ref, visit_number, patient_class, assigned_location, attending_doctor,
-			referring_doctor, admit_time, discharge_time, status, account_number, account_assigning_authority, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			patient, v.VisitNumber, v.PatientClass, v.AssignedLocation, v.AttendingDoctor, v.ReferringDoctor, v.AdmitTime, v.DischargeTime, v.Status,
-			acc, auth, tx.Time(now))
-		if err != nil {
+		err := tx.QueryRowContext(ctx, `UPDATE registry_visits SET
+			patient_class = CASE WHEN ? = '' THEN patient_class ELSE ? END,
+			assigned_location = CASE WHEN ? = '' THEN assigned_location ELSE ? END,
+			attending_doctor = CASE WHEN ? = '' THEN attending_doctor ELSE ? END,
+			referring_doctor = CASE WHEN ? = '' THEN referring_doctor ELSE ? END,
+			admit_time = CASE WHEN ? = '' THEN admit_time ELSE ? END,
+			discharge_time = CASE WHEN ? = 'A13' THEN '' WHEN ? = '' THEN discharge_time ELSE ? END,
+			status = CASE WHEN ? = '' THEN status ELSE ? END,
+			account_number = CASE WHEN ? = 1 THEN ? ELSE account_number END,
+			account_assigning_authority = CASE WHEN ? = 1 THEN ? ELSE account_assigning_authority END,
+			updated_at = ?
+			WHERE patient_ref = ? AND visit_number = ?
+			RETURNING discharge_time, status, account_number, account_assigning_authority`,
+			v.PatientClass, v.PatientClass, v.AssignedLocation, v.AssignedLocation, v.AttendingDoctor, v.AttendingDoctor,
+			v.ReferringDoctor, v.ReferringDoctor, v.AdmitTime, v.AdmitTime,
+			a.TriggerEvent, v.DischargeTime, v.DischargeTime, v.Status, v.Status,
+			setAcc, acc, setAcc, auth, tx.Time(now), patient, v.VisitNumber).Scan(&v.DischargeTime, &v.Status, &acc, &auth)
+		switch {
+		case err == nil:
+			v.Account = account(acc, auth)
+			return &v, nil
+		case !errors.Is(err, sql.ErrNoRows):
 			return nil, err
 		}
-		return &v, nil
-	case err != nil:
-		return nil, err
 	}
-	if !setAccount {
-		acc, auth = storedAcc, storedAuth
+	// A visit the registry does not hold yet.
+	if v.Status == "" {
+		v.Status = "active"
 	}
 	v.Account = account(acc, auth)
-	if v.Status == "" {
-		v.Status = status
-	}
-	if a.TriggerEvent == "A13" {
-		v.DischargeTime = ""
-	} else if v.DischargeTime == "" {
-		v.DischargeTime = discharge
-	}
-	_, err = tx.ExecContext(ctx, `UPDATE registry_visits SET
-		patient_class = CASE WHEN ? = '' THEN patient_class ELSE ? END,
-		assigned_location = CASE WHEN ? = '' THEN assigned_location ELSE ? END,
-		attending_doctor = CASE WHEN ? = '' THEN attending_doctor ELSE ? END,
-		referring_doctor = CASE WHEN ? = '' THEN referring_doctor ELSE ? END,
-		admit_time = CASE WHEN ? = '' THEN admit_time ELSE ? END,
-		discharge_time = ?, status = ?, account_number = ?, account_assigning_authority = ?, updated_at = ? WHERE id = ?`,
-		v.PatientClass, v.PatientClass, v.AssignedLocation, v.AssignedLocation, v.AttendingDoctor, v.AttendingDoctor,
-		v.ReferringDoctor, v.ReferringDoctor, v.AdmitTime, v.AdmitTime, v.DischargeTime, v.Status, acc, auth, tx.Time(now), id)
+	_, err := tx.ExecContext(ctx, `INSERT INTO registry_visits (patient_ref, visit_number, patient_class, assigned_location, attending_doctor,
+		referring_doctor, admit_time, discharge_time, status, account_number, account_assigning_authority, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		patient, v.VisitNumber, v.PatientClass, v.AssignedLocation, v.AttendingDoctor, v.ReferringDoctor, v.AdmitTime, v.DischargeTime, v.Status,
+		acc, auth, tx.Time(now))
 	if err != nil {
 		return nil, err
 	}
