@@ -200,7 +200,7 @@ func (s *FileStore) newWriter(f *os.File) *fileWriter {
 	if s.direct && !s.noDirect.Load() {
 		if setDirect(f, true) == nil {
 			w.direct = true
-			w.stage = stages.Get().([]byte)
+			w.stage = *stages.Get().(*[]byte)
 		} else {
 			s.noDirect.Store(true)
 		}
@@ -456,7 +456,8 @@ const writebackChunk = 256 << 10
 // directBlock is the alignment of direct writes (offset, length, memory).
 const directBlock = 4096
 
-var stages = sync.Pool{New: func() any { return alignedBuffer(writebackChunk) }}
+// stages holds *[]byte: direct writers' aligned buffers, empty.
+var stages = sync.Pool{New: func() any { b := alignedBuffer(writebackChunk); return &b }}
 
 // alignedBuffer returns an empty slice of capacity n starting at a
 // directBlock boundary.
@@ -539,7 +540,8 @@ func (w *fileWriter) fallBack() error {
 
 func (w *fileWriter) release() {
 	if w.stage != nil {
-		stages.Put(w.stage[:0])
+		b := w.stage[:0]
+		stages.Put(&b)
 		w.stage = nil
 	}
 }
