@@ -156,8 +156,10 @@ func TestDirectWritesExact(t *testing.T) {
 				t.Fatal(err)
 			}
 			fw := w.(*fileWriter)
-			if fallBackAt < 0 && !fw.direct {
-				t.Skip("this filesystem refuses direct I/O")
+			if fallBackAt < 0 && i == 0 && !fw.direct {
+				// Then every file below is written buffered, and must
+				// come out exact all the same.
+				t.Log("this filesystem refuses direct I/O")
 			}
 			// Writes of uneven sizes, as a network delivers them.
 			for j, k := 0, 0; j < size; k++ {
