@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ type FileStore struct {
 
 	direct   bool        // FileOptions.DirectIO
 	noDirect atomic.Bool // the filesystem refused direct I/O
+	log      *slog.Logger
 
 	mu        sync.Mutex
 	made      map[string]bool     // directories known to exist
@@ -65,6 +67,9 @@ type FileOptions struct {
 	// DirectIO writes blobs with direct I/O where the platform and the
 	// filesystem allow it (see FileStore).
 	DirectIO bool
+	// Log receives the one warning given when direct I/O is refused; nil:
+	// none.
+	Log *slog.Logger
 }
 
 // NewFileStore opens (creating if needed) a file store rooted at dir.
@@ -86,6 +91,7 @@ func NewFileStore(dir string, opts FileOptions) (*FileStore, error) {
 		spareName: "s-" + hex.EncodeToString(tok[:]) + "-",
 		pooled:    map[string]bool{},
 		direct:    opts.DirectIO,
+		log:       opts.Log,
 	}
 	for _, d := range []string{s.tmp, s.objs} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
@@ -198,14 +204,22 @@ func (s *FileStore) Create(ctx context.Context) (Writer, error) {
 func (s *FileStore) newWriter(f *os.File) *fileWriter {
 	w := &fileWriter{s: s, f: f}
 	if s.direct && !s.noDirect.Load() {
-		if setDirect(f, true) == nil {
+		if err := setDirect(f, true); err == nil {
 			w.direct = true
 			w.stage = *stages.Get().(*[]byte)
 		} else {
-			s.noDirect.Store(true)
+			s.refuseDirect(err)
 		}
 	}
 	return w
+}
+
+// refuseDirect turns direct I/O off for the store's next writers, with a
+// warning the first time.
+func (s *FileStore) refuseDirect(err error) {
+	if !s.noDirect.Swap(true) && s.log != nil {
+		s.log.Warn("blob store: direct I/O refused here; writing through the page cache", "dir", s.root, "err", err)
+	}
 }
 
 // Open implements Store.
@@ -522,7 +536,7 @@ func (w *fileWriter) flushStage(last bool) error {
 // the store's next ones: the staged data is written as it is and later
 // writes go through the page cache.
 func (w *fileWriter) fallBack() error {
-	w.s.noDirect.Store(true)
+	w.s.refuseDirect(syscall.EINVAL)
 	if err := setDirect(w.f, false); err != nil {
 		return err
 	}

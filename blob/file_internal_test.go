@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -138,12 +140,14 @@ func storeWith(t *testing.T, key string) *FileStore {
 // are cut, and also when the store falls back to buffered writes in the
 // middle of a file (a filesystem refusing direct I/O).
 func TestDirectWritesExact(t *testing.T) {
-	s, err := NewFileStore(t.TempDir(), FileOptions{DirectIO: true})
+	var logs bytes.Buffer
+	s, err := NewFileStore(t.TempDir(), FileOptions{DirectIO: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	ctx := context.Background()
+	direct := false // the filesystem takes direct I/O
 	sizes := []int{0, 1, directBlock - 1, directBlock, directBlock + 1, writebackChunk - 1, writebackChunk, writebackChunk + 1, 3*writebackChunk + 4321}
 	for _, fallBackAt := range []int{-1, 0, 1} {
 		for i, size := range sizes {
@@ -156,6 +160,9 @@ func TestDirectWritesExact(t *testing.T) {
 				t.Fatal(err)
 			}
 			fw := w.(*fileWriter)
+			if fallBackAt < 0 && i == 0 {
+				direct = fw.direct
+			}
 			if fallBackAt < 0 && i == 0 && !fw.direct {
 				// Then every file below is written buffered, and must
 				// come out exact all the same.
@@ -190,5 +197,14 @@ func TestDirectWritesExact(t *testing.T) {
 			}
 		}
 		s.noDirect.Store(false)
+	}
+	// Each of the two fallbacks (the flag is reset after each) warned once;
+	// a filesystem that refuses direct I/O from the start, once per pass.
+	want := 3
+	if direct {
+		want = 2
+	}
+	if n := strings.Count(logs.String(), "direct I/O refused"); n != want {
+		t.Errorf("%d warnings about direct I/O, want %d:\n%s", n, want, logs.String())
 	}
 }

@@ -56,7 +56,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime,
 		return nil, &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
 	}
 
-	blobs, err := blob.NewFileStore(filepath.Join(cfg.Data.Dir, "blobs"), blob.FileOptions{DirectIO: cfg.Data.DirectIO})
+	blobs, err := blob.NewFileStore(filepath.Join(cfg.Data.Dir, "blobs"), blob.FileOptions{DirectIO: cfg.Data.DirectIO, Log: log})
 	if err != nil {
 		return nil, &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
 	}
