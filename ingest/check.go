@@ -71,10 +71,11 @@ type CheckReport struct {
 	OrphanKeys                        []string
 }
 
-// Consistent reports whether every row has its file and every file
-// (removed ones aside) a row.
+// Consistent reports whether every row has its file and every file a
+// row, leaving aside the files removed and the recent ones (which may be
+// stores in progress, their rows not yet committed).
 func (r CheckReport) Consistent() bool {
-	return r.Missing == 0 && r.Mismatched == 0 && r.Orphans == r.Removed
+	return r.Missing == 0 && r.Mismatched == 0 && r.Orphans == r.Removed+r.Recent
 }
 
 // CheckArchive compares the catalog's instance rows with the blob store's

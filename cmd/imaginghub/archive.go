@@ -22,7 +22,8 @@ const archiveUsage = `usage: imaginghub archive check [--remove-orphans] [--min-
   files no row names (left by a crash between a file's commit and its row's).
   --remove-orphans deletes such files once older than --min-age; files whose
   names ingest did not give are reported, never removed. Safe while the hub
-  runs. Exit status 1 when something is left inconsistent.`
+  runs. Exit status 1 when something is left inconsistent (files younger than
+  --min-age count as stores in progress).`
 
 // archiveCmd is "imaginghub archive check": the consistency check of the
 // catalog and the blob store. It opens both directly, without the hub's
