@@ -20,9 +20,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-500}
+# On an ext4 without journal, creating a file skips, one by one, the
+# inodes deleted in the last 60 s (300 s while their inode table block is
+# dirty), which after a large rm costs every file-creating peer CPU. So
+# nothing is deleted until the end, and a run started within a minute of
+# the previous one's clean-up waits that minute out.
+cleaned=${TMPDIR:-/tmp}/ihbench-ingest.cleaned
+if [[ -f $cleaned ]]; then
+  wait_s=$(( $(cat "$cleaned") + 61 - $(date +%s) ))
+  if (( wait_s > 0 )); then echo "waiting ${wait_s}s for the previous run's deleted inodes to age"; sleep "$wait_s"; fi
+fi
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  rm -rf "$work"; sync; date +%s > "$cleaned"
+}
 trap cleanup EXIT
 
 for t in storescu storescp; do command -v $t >/dev/null || { echo "needs DCMTK ($t): apt-get install dcmtk"; exit 1; }; done
@@ -35,10 +48,7 @@ wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/nul
 now() { date +%s.%N; }
 # Every run starts from a settled disk: no dirty page cache (the files just
 # generated, or written by the previous peer without fsync, would otherwise
-# be flushed during the next run and slow whoever fsyncs in it), and no
-# freshly deleted inodes (on an ext4 without journal, creating a file skips
-# inodes deleted in the last 5 s — 5 min while their table block is dirty —
-# one by one, which after a large rm costs every file-creating peer CPU).
+# be flushed during the next run and slow whoever fsyncs in it).
 settle() { sync; sleep 6; }
 rate() { python3 -c "import sys; n,s,b=float(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); print(f'{n/s:8.1f} inst/s {b/1e6/s:8.1f} MB/s ({s:.2f} s)')" "$@"; }
 
