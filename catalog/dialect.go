@@ -165,8 +165,12 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Catalog, error
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)"
 	// BEGIN IMMEDIATE takes the write lock at the start of the
 	// transaction; a deferred transaction that later upgrades can fail
-	// with SQLITE_BUSY regardless of busy_timeout.
-	writer, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	// with SQLITE_BUSY regardless of busy_timeout. temp_store=MEMORY on
+	// the writer keeps the statement journal of each savepoint (one per
+	// job of a group commit) in memory: past 64 KiB SQLite would spill it
+	// to a temporary file, a write per page, although it only serves to
+	// roll back one job.
+	writer, err := sql.Open("sqlite", base+"&_txlock=immediate&_pragma=temp_store(MEMORY)")
 	if err != nil {
 		return nil, fmt.Errorf("catalog: open SQLite %s: %w", path, err)
 	}

@@ -72,6 +72,7 @@ func TestSQLiteSettings(t *testing.T) {
 	}{
 		{c.writer, "journal_mode", "wal"},
 		{c.writer, "synchronous", "2"}, // FULL
+		{c.writer, "temp_store", "2"},  // MEMORY: savepoint journals stay in memory
 		{c.writer, "foreign_keys", "1"},
 		{c.writer, "busy_timeout", "10000"},
 		{c.reader, "query_only", "1"},
