@@ -33,8 +33,12 @@ go build -o "$bin" ./bench/hl7
 # rates FILE: the msg/s of the 1- and 8-connection lines of one run.
 rates() { awk '/connection\(s\):/ { for (i = 1; i <= NF; i++) if ($i == "msg/s") print $(i-1) }' "$1" | tr '\n' ' '; }
 declare -A result
+# Every run starts from a settled disk: the previous run's stream, catalog
+# and removed temporary files are written back first, not during it.
+settle() { sync; sleep 3; }
 run() { # label, then the command
   local label=$1; shift
+  settle
   "$@" | tee "$out"
   result[$label]=$(rates "$out")
 }
