@@ -9,6 +9,8 @@
 #   - the listener alone (component hl7, what "imaginghub hl7" runs when the
 #     bridges run as their own processes or machines) — the acknowledgment
 #     path the targets are about, like bench/ingest.sh's "imaginghub ingest";
+#     three rounds per connection count, the median reported (runs on a
+#     shared machine vary by 10-30 % from one second to the next);
 #   - the listener with his-bridge applying every message in the same
 #     process, on the same cores; each line says how far the bridge had got,
 #     and after the runs the bench waits for it to apply the backlog and
@@ -49,7 +51,7 @@ if [[ -x $py ]] && $py -c 'import hl7.mllp' 2>/dev/null; then
   port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
   $py bench/hl7peer/peer.py "$port" & peer_pid=$!
   for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
-  run peer "$bin" -peer "127.0.0.1:$port" -peer-name "python-hl7 $($py -c 'import hl7; print(hl7.__version__)') asyncio MLLP server (parses, answers AA, stores nothing)" -n "$N" -conns 1,8
+  run peer "$bin" -peer "127.0.0.1:$port" -peer-name "python-hl7 $($py -c 'import hl7; print(hl7.__version__)') asyncio MLLP server (parses, answers AA, stores nothing)" -n "$N" -rounds 3 -conns 1,8
   kill "$peer_pid"; wait "$peer_pid" 2>/dev/null || true; peer_pid=
 else
   echo "peer: python3-hl7 is not installed (apt-get install python3-hl7), so no ratio is printed"
@@ -57,7 +59,7 @@ fi
 
 both() { # label prefix, then the environment
   local p=$1; shift
-  run "$p alone" env "$@" "$bin" -n "$N" -conns 1,8 -bridge=false
+  run "$p alone" env "$@" "$bin" -n "$N" -rounds 3 -conns 1,8 -bridge=false
   run "$p with his-bridge" env "$@" "$bin" -n "$N" -conns 1,8 -drain 60s
 }
 both embedded -u IMAGINGHUB_TEST_DATABASE_URL -u IMAGINGHUB_TEST_NATS_URL

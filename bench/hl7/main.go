@@ -7,8 +7,8 @@
 //
 // Usage:
 //
-//	go run ./bench/hl7 [-n 5000] [-conns 1,8] [-bridge=false] [-drain 60s] [-cpuprofile FILE]
-//	go run ./bench/hl7 -peer HOST:PORT [-peer-name NAME] [-n 5000] [-conns 1,8]
+//	go run ./bench/hl7 [-n 5000] [-rounds 1] [-conns 1,8] [-bridge=false] [-drain 60s] [-cpuprofile FILE]
+//	go run ./bench/hl7 -peer HOST:PORT [-peer-name NAME] [-n 5000] [-rounds 1] [-conns 1,8]
 //
 // -drain waits after the runs for his-bridge to apply the backlog and
 // reports its rate; -bridge=false leaves his-bridge out: the listener alone,
@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ import (
 
 func main() {
 	n := flag.Int("n", 5000, "messages per run")
+	rounds := flag.Int("rounds", 1, "runs per connection count; the median is reported")
 	conns := flag.String("conns", "1,8", "parallel connections per run, comma-separated")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file")
 	bridge := flag.Bool("bridge", true, "run his-bridge behind the listener in the same process (false: the listener alone)")
@@ -50,7 +52,7 @@ func main() {
 	flag.Parse()
 	if *peer != "" {
 		fmt.Printf("HL7 MLLP acknowledgment throughput of %s at %s\n", *name, *peer)
-		if err := measureAll(context.Background(), *peer, *n, *conns, nil); err != nil {
+		if _, err := measureAll(context.Background(), *peer, *n, *rounds, *conns, nil); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/hl7:", err)
 			os.Exit(1)
 		}
@@ -69,13 +71,17 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*n, *conns, *bridge, *drain); err != nil {
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench/hl7: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*n, *rounds, *conns, *bridge, *drain); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/hl7:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, connList string, bridge bool, drain time.Duration) error {
+func run(n, rounds int, connList string, bridge bool, drain time.Duration) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "ihbench-hl7-")
 	if err != nil {
@@ -143,10 +149,10 @@ func run(n int, connList string, bridge bool, drain time.Duration) error {
 			return fmt.Sprintf("; his-bridge had applied %d of %d so far", bridgeProgress(ctx, rt), run*n)
 		}
 	}
-	if err := measureAll(ctx, l.Addr(), n, connList, progress); err != nil {
+	run, err := measureAll(ctx, l.Addr(), n, rounds, connList, progress)
+	if err != nil {
 		return err
 	}
-	run := len(strings.Split(connList, ","))
 	if bridge && drain > 0 {
 		// How fast his-bridge works off the backlog once the senders stop.
 		start, from := time.Now(), bridgeProgress(ctx, rt)
@@ -163,27 +169,43 @@ func run(n int, connList string, bridge bool, drain time.Duration) error {
 	return nil
 }
 
-// measureAll measures each connection count of connList in turn and prints
-// a line for each, ending with progress(run) when it is given.
-func measureAll(ctx context.Context, addr string, n int, connList string, progress func(run int) string) error {
+// measureAll measures each connection count of connList in turn, rounds
+// times, and prints a line for each with the median rate, ending with
+// progress(run) when it is given. It returns how many runs it made (each
+// sends n messages of its own).
+func measureAll(ctx context.Context, addr string, n, rounds int, connList string, progress func(run int) string) (int, error) {
 	run := 0
 	for _, s := range strings.Split(connList, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || c < 1 {
-			return fmt.Errorf("bad -conns value %q", s)
+			return run, fmt.Errorf("bad -conns value %q", s)
 		}
-		run++
-		rate, err := measure(ctx, addr, n, c, run)
-		if err != nil {
-			return err
+		var rates []float64
+		for range rounds {
+			run++
+			rate, err := measure(ctx, addr, n, c, run)
+			if err != nil {
+				return run, err
+			}
+			rates = append(rates, rate)
 		}
 		tail := ""
 		if progress != nil {
 			tail = progress(run)
 		}
-		fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged%s\n", c, n, rate, tail)
+		if rounds == 1 {
+			fmt.Printf("  %d connection(s): %d messages, %.0f msg/s acknowledged%s\n", c, n, rates[0], tail)
+			continue
+		}
+		each := make([]string, len(rates))
+		for i, r := range rates {
+			each[i] = strconv.FormatFloat(r, 'f', 0, 64)
+		}
+		slices.Sort(rates)
+		fmt.Printf("  %d connection(s): %d messages × %d rounds, median %.0f msg/s acknowledged (rounds: %s)%s\n",
+			c, n, rounds, rates[len(rates)/2], strings.Join(each, ", "), tail)
 	}
-	return nil
+	return run, nil
 }
 
 // measure sends n distinct ADT^A04 messages over c connections and returns
