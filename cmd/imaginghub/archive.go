@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -47,7 +48,18 @@ func archiveCmd(ctx context.Context, cfg config.Config, args []string, stdout, s
 		fs.Usage()
 		return errors.New("archive check: bad arguments")
 	}
-	blobs, err := blob.NewFileStore(filepath.Join(cfg.Data.Dir, "blobs"), blob.FileOptions{DirectIO: cfg.Data.DirectIO})
+	// A check of a data directory that is not there would create an empty
+	// archive and find it consistent: refuse instead.
+	root := filepath.Join(cfg.Data.Dir, "blobs")
+	if _, err := os.Stat(filepath.Join(root, "objects")); err != nil {
+		return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: fmt.Errorf("no blob store here: %w", err)}
+	}
+	if cfg.Database.URL == "" {
+		if _, err := os.Stat(filepath.Join(cfg.Data.Dir, catalog.DefaultFileName)); err != nil {
+			return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: fmt.Errorf("no catalog here: %w", err)}
+		}
+	}
+	blobs, err := blob.NewFileStore(root, blob.FileOptions{DirectIO: cfg.Data.DirectIO})
 	if err != nil {
 		return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
 	}
@@ -62,7 +74,7 @@ func archiveCmd(ctx context.Context, cfg config.Config, args []string, stdout, s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "catalog %s: %d instance rows; blob store %s: %d files\n", cat.Backend(), r.Rows, filepath.Join(cfg.Data.Dir, "blobs"), r.Blobs)
+	fmt.Fprintf(stdout, "catalog %s: %d instance rows; blob store %s: %d files\n", cat.Backend(), r.Rows, root, r.Blobs)
 	show := func(keys []string, n int) {
 		for _, k := range keys[:min(len(keys), *list)] {
 			fmt.Fprintf(stdout, "    %s\n", k)

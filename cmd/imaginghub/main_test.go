@@ -217,6 +217,13 @@ func TestDICOMToolsAgainstServe(t *testing.T) {
 	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
 		t.Fatalf("orphan still there: %v", err)
 	}
+	// A data directory that is not there is an error, not an empty archive.
+	if out, err := command(t, "archive check", "IMAGINGHUB_DATA_DIR="+filepath.Join(dataDir, "typo")).CombinedOutput(); err == nil || !strings.Contains(string(out), "data.dir") {
+		t.Fatalf("archive check of a missing data dir: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "typo")); !os.IsNotExist(err) {
+		t.Fatalf("archive check created the missing data dir: %v", err)
+	}
 
 	if _, err := exec.LookPath("storescp"); err != nil {
 		t.Skip("DCMTK storescp not installed; move not tested")
