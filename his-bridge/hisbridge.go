@@ -243,35 +243,36 @@ func unknownIdentifiers(ctx context.Context, tx *catalog.Tx, ids []Identifier) [
 	return out
 }
 
-// addIdentifiers records ids for patient in one statement and returns the
-// ones it recorded, ordered as loadDetails orders them.
+// addIdentifiers records ids for patient in multi-row statements (one for
+// any PID-3 a real message carries) and returns the ones it recorded,
+// ordered as loadDetails orders them.
 func addIdentifiers(ctx context.Context, tx *catalog.Tx, patient int64, ids []Identifier) ([]Identifier, error) {
 	added := []Identifier{}
-	if len(ids) == 0 {
-		return added, nil
-	}
-	args := make([]any, 0, 4*len(ids))
-	for _, i := range ids {
-		args = append(args, i.IDNumber, i.AssigningAuthority, i.IdentifierTypeCode, patient)
-	}
-	// An identifier already held by another record stays there: moving
-	// identifiers between patients is what a merge message is for.
-	rows, err := tx.QueryContext(ctx, `INSERT INTO registry_patient_identifiers (id_number, assigning_authority, identifier_type_code, patient_ref)
-		VALUES `+catalog.ValuesList(len(ids), 4)+` ON CONFLICT (id_number, assigning_authority) DO NOTHING
-		RETURNING id_number, assigning_authority, identifier_type_code`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var i Identifier
-		if err := rows.Scan(&i.IDNumber, &i.AssigningAuthority, &i.IdentifierTypeCode); err != nil {
+	for lo, hi := range catalog.ValuesChunks(len(ids)) {
+		args := make([]any, 0, 4*(hi-lo))
+		for _, i := range ids[lo:hi] {
+			args = append(args, i.IDNumber, i.AssigningAuthority, i.IdentifierTypeCode, patient)
+		}
+		// An identifier already held by another record stays there: moving
+		// identifiers between patients is what a merge message is for.
+		rows, err := tx.QueryContext(ctx, `INSERT INTO registry_patient_identifiers (id_number, assigning_authority, identifier_type_code, patient_ref)
+			VALUES `+catalog.ValuesList(hi-lo, 4)+` ON CONFLICT (id_number, assigning_authority) DO NOTHING
+			RETURNING id_number, assigning_authority, identifier_type_code`, args...)
+		if err != nil {
 			return nil, err
 		}
-		added = append(added, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+		for rows.Next() {
+			var i Identifier
+			if err := rows.Scan(&i.IDNumber, &i.AssigningAuthority, &i.IdentifierTypeCode); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			added = append(added, i)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 	sortIdentifiers(added)
 	return added, nil

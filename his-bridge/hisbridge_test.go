@@ -183,3 +183,31 @@ func checkACK(t *testing.T, ack *hl7.Message, req hl7.Header, code hl7.AckCode) 
 		t.Errorf("ACK MSH-10 = %q", h.MessageControlID)
 	}
 }
+
+// A PID-3 with more repetitions than one multi-row statement takes is
+// recorded whole, and the created event carries every identifier.
+func TestADTManyIdentifiers(t *testing.T) {
+	th := startHub(t, hubtest.Config(t))
+	const n = 300
+	reps := make([]string, n)
+	for i := range reps {
+		reps[i] = fmt.Sprintf("ID-%04d^^^AUTH%d^MR", i, i%7)
+	}
+	msg := seg(`MSH|^~\&|HIS|GENHOSP|IMAGINGHUB|RADIOLOGY|20260315100000||ADT^A04^ADT_A01|MANY-1|P|2.5.1`,
+		`EVN|A04|20260315100000`,
+		`PID|1||`+strings.Join(reps, "~")+`||Many^Ids||19700101|F`)
+	if ack := th.send(t, msg); ack.AckCode() != hl7.AA {
+		t.Fatalf("ACK %s: %s", ack.AckCode(), ack.Get("MSA-3"))
+	}
+	var pe hisbridge.PatientEvent
+	if err := th.events.Wait(t, 1)[0].DecodeData(&pe); err != nil {
+		t.Fatal(err)
+	}
+	var p hisbridge.Patient
+	if code := th.getJSON(t, fmt.Sprintf("/api/patients/%d", pe.ID), &p); code != 200 {
+		t.Fatalf("GET patient: %d", code)
+	}
+	if len(pe.Identifiers) != n || !reflect.DeepEqual(pe.Identifiers, p.Identifiers) {
+		t.Fatalf("event has %d identifiers, registry %d; want %d, alike", len(pe.Identifiers), len(p.Identifiers), n)
+	}
+}
