@@ -41,6 +41,29 @@ type Runtime struct {
 	embedded *events.EmbeddedServer
 }
 
+// BlobsDir is the directory of cfg's blob store.
+func BlobsDir(cfg config.Config) string { return filepath.Join(cfg.Data.Dir, "blobs") }
+
+// OpenBlobs opens cfg's blob store. It does not clean the temporary files
+// of unfinished transfers: only Open does, at the start of the process
+// that writes there.
+func OpenBlobs(cfg config.Config, log *slog.Logger) (*blob.FileStore, error) {
+	blobs, err := blob.NewFileStore(BlobsDir(cfg), blob.FileOptions{DirectIO: cfg.Data.DirectIO, Log: log})
+	if err != nil {
+		return nil, &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
+	}
+	return blobs, nil
+}
+
+// OpenCatalog opens cfg's catalog; errors name database.url.
+func OpenCatalog(ctx context.Context, cfg config.Config, log *slog.Logger) (*catalog.Catalog, error) {
+	c, err := catalog.Open(ctx, cfg.Database.URL, catalog.Options{DataDir: cfg.Data.Dir, Logger: log})
+	if err != nil {
+		return nil, &config.Error{Key: "database.url", Env: "IMAGINGHUB_DATABASE_URL", Err: err}
+	}
+	return c, nil
+}
+
 // Open opens the backends named by cfg — embedded or external — and
 // returns a runtime whose Server has the readiness checks of each and the
 // outbox relay as its first component. Errors name the configuration key.
@@ -56,9 +79,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime,
 		return nil, &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
 	}
 
-	blobs, err := blob.NewFileStore(filepath.Join(cfg.Data.Dir, "blobs"), blob.FileOptions{DirectIO: cfg.Data.DirectIO, Log: log})
+	blobs, err := OpenBlobs(cfg, log)
 	if err != nil {
-		return nil, &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
+		return nil, err
 	}
 	if n, err := blobs.CleanTemp(ctx); err != nil {
 		return nil, err
@@ -69,9 +92,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Runtime,
 	rt.Server.OnShutdown(func(context.Context) error { return blobs.Close() })
 	rt.Server.AddCheck("blobs", blobs.Ping)
 
-	rt.Catalog, err = catalog.Open(ctx, cfg.Database.URL, catalog.Options{DataDir: cfg.Data.Dir, Logger: log})
+	rt.Catalog, err = OpenCatalog(ctx, cfg, log)
 	if err != nil {
-		return nil, &config.Error{Key: "database.url", Env: "IMAGINGHUB_DATABASE_URL", Err: err}
+		return nil, err
 	}
 	rt.Server.OnShutdown(func(context.Context) error { return rt.Catalog.Close() })
 	rt.Server.AddCheck("catalog ("+rt.Catalog.Backend()+")", rt.Catalog.Ping)

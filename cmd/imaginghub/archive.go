@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/imaginghub/imaginghub/blob"
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/config"
+	"github.com/imaginghub/imaginghub/hub"
 	"github.com/imaginghub/imaginghub/ingest"
 )
 
@@ -27,9 +27,8 @@ const archiveUsage = `usage: imaginghub archive check [--remove-orphans] [--min-
   --min-age count as stores in progress).`
 
 // archiveCmd is "imaginghub archive check": the consistency check of the
-// catalog and the blob store. It opens both directly, without the hub's
-// start-up (which would clean the temporary files of a running hub's
-// transfers).
+// catalog and the blob store. It opens both alone, without hub.Open (which
+// would clean the temporary files of a running hub's transfers).
 func archiveCmd(ctx context.Context, cfg config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -50,7 +49,7 @@ func archiveCmd(ctx context.Context, cfg config.Config, args []string, stdout, s
 	}
 	// A check of a data directory that is not there would create an empty
 	// archive and find it consistent: refuse instead.
-	root := filepath.Join(cfg.Data.Dir, "blobs")
+	root := hub.BlobsDir(cfg)
 	if _, err := os.Stat(filepath.Join(root, "objects")); err != nil {
 		return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: fmt.Errorf("no blob store here: %w", err)}
 	}
@@ -59,14 +58,15 @@ func archiveCmd(ctx context.Context, cfg config.Config, args []string, stdout, s
 			return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: fmt.Errorf("no catalog here: %w", err)}
 		}
 	}
-	blobs, err := blob.NewFileStore(root, blob.FileOptions{DirectIO: cfg.Data.DirectIO})
+	log := slog.New(slog.DiscardHandler)
+	blobs, err := hub.OpenBlobs(cfg, log)
 	if err != nil {
-		return &config.Error{Key: "data.dir", Env: "IMAGINGHUB_DATA_DIR", Err: err}
+		return err
 	}
 	defer blobs.Close()
-	cat, err := catalog.Open(ctx, cfg.Database.URL, catalog.Options{DataDir: cfg.Data.Dir, Logger: slog.New(slog.DiscardHandler)})
+	cat, err := hub.OpenCatalog(ctx, cfg, log)
 	if err != nil {
-		return &config.Error{Key: "database.url", Env: "IMAGINGHUB_DATABASE_URL", Err: err}
+		return err
 	}
 	defer cat.Close()
 
