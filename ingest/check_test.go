@@ -45,10 +45,7 @@ func objectPath(rt *hub.Runtime, key string) string {
 func TestCheckArchive(t *testing.T) {
 	rt, in := startHub(t, hubtest.Config(t))
 	ctx := context.Background()
-	as, err := dicomnet.Dial(ctx, in.Addr(), dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := dialCT(t, in.Addr())
 	study := dicomfile.NewUID()
 	series := synth.DerivedUID(1, study)
 	var sops []string

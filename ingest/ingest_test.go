@@ -239,6 +239,17 @@ func storeOne(t *testing.T, as *dicomnet.Association, sopClass, sopInst, ts stri
 	return st
 }
 
+// dialCT opens an association to addr proposing CT Image Storage and
+// Verification.
+func dialCT(t *testing.T, addr string) *dicomnet.Association {
+	t.Helper()
+	as, err := dicomnet.Dial(context.Background(), addr, dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
 func ctContexts() []dicomnet.ProposedContext {
 	return []dicomnet.ProposedContext{
 		{AbstractSyntax: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxes: []string{dicomfile.ImplicitVRLittleEndian}},
@@ -261,10 +272,7 @@ func synthDataSet(t *testing.T, o synth.Options) (sopUID string, data []byte) {
 func TestStoreFailuresAndDuplicates(t *testing.T) {
 	rt, in := startHub(t, hubtest.Config(t))
 	ctx := context.Background()
-	as, err := dicomnet.Dial(ctx, in.Addr(), dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := dialCT(t, in.Addr())
 	defer as.Release(ctx)
 	ct := "1.2.840.10008.5.1.4.1.1.2"
 	sop, data := synthDataSet(t, synth.Options{Seed: 7})
@@ -314,10 +322,7 @@ func TestDuplicatePolicyReject(t *testing.T) {
 	cfg.DICOM.DuplicatePolicy = "reject"
 	_, in := startHub(t, cfg)
 	ctx := context.Background()
-	as, err := dicomnet.Dial(ctx, in.Addr(), dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := dialCT(t, in.Addr())
 	defer as.Release(ctx)
 	sop, data := synthDataSet(t, synth.Options{Seed: 8})
 	storeOne(t, as, "1.2.840.10008.5.1.4.1.1.2", sop, dicomfile.ImplicitVRLittleEndian, data)
@@ -408,10 +413,7 @@ func TestStudyStable(t *testing.T) {
 	cfg.Study.StableAfter = 700 * time.Millisecond
 	rt, in := startHub(t, cfg)
 	ctx := context.Background()
-	as, err := dicomnet.Dial(ctx, in.Addr(), dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := dialCT(t, in.Addr())
 	defer as.Release(ctx)
 	study := dicomfile.NewUID()
 	series := dicomfile.NewUID()
@@ -482,10 +484,7 @@ func TestStudyStableAcrossRestart(t *testing.T) {
 	cfg.Study.StableAfter = 500 * time.Millisecond
 	rt, in := startHub(t, cfg)
 	ctx := context.Background()
-	as, err := dicomnet.Dial(ctx, in.Addr(), dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := dialCT(t, in.Addr())
 	announced, pending := dicomfile.NewUID(), dicomfile.NewUID()
 	sop, data := synthDataSet(t, synth.Options{Seed: 21, StudyInstanceUID: announced})
 	storeOne(t, as, "1.2.840.10008.5.1.4.1.1.2", sop, dicomfile.ImplicitVRLittleEndian, data)
