@@ -133,6 +133,25 @@ func CheckArchive(ctx context.Context, cat *catalog.Catalog, blobs blob.Store, o
 		}
 	}
 
+	// orphan records a file no row names and removes it when asked to and
+	// it is ingest's and old enough.
+	orphan := func(b blob.Info, ours bool) error {
+		r.Orphans++
+		example(&r.OrphanKeys, b.Key)
+		switch {
+		case !ours:
+			r.Foreign++
+		case time.Since(b.ModTime) < opts.MinAge:
+			r.Recent++
+		case opts.RemoveOrphans:
+			if err := blobs.Delete(ctx, b.Key); err != nil {
+				return fmt.Errorf("ingest: remove orphaned file: %w", err)
+			}
+			r.Removed++
+		}
+		return nil
+	}
+
 	// Files → rows, a batch of files at a time.
 	const batch = 512
 	var pending []blob.Info
@@ -146,7 +165,7 @@ func CheckArchive(ctx context.Context, cat *catalog.Catalog, blobs blob.Store, o
 			if ref, ok := refs[sops[i]]; ok && ref.BlobKey == b.Key {
 				continue
 			}
-			if err := r.orphan(ctx, blobs, b, true, opts, example); err != nil {
+			if err := orphan(b, true); err != nil {
 				return err
 			}
 		}
@@ -160,7 +179,7 @@ func CheckArchive(ctx context.Context, cat *catalog.Catalog, blobs blob.Store, o
 		r.Blobs++
 		sop, ok := parseBlobKey(b.Key)
 		if !ok {
-			if err := r.orphan(ctx, blobs, b, false, opts, example); err != nil {
+			if err := orphan(b, false); err != nil {
 				return r, err
 			}
 			continue
@@ -176,23 +195,4 @@ func CheckArchive(ctx context.Context, cat *catalog.Catalog, blobs blob.Store, o
 		return r, err
 	}
 	return r, nil
-}
-
-// orphan records a file no row names and removes it when asked to and it
-// is ingest's and old enough.
-func (r *CheckReport) orphan(ctx context.Context, blobs blob.Store, b blob.Info, ours bool, opts CheckOptions, example func(*[]string, string)) error {
-	r.Orphans++
-	example(&r.OrphanKeys, b.Key)
-	switch {
-	case !ours:
-		r.Foreign++
-	case time.Since(b.ModTime) < opts.MinAge:
-		r.Recent++
-	case opts.RemoveOrphans:
-		if err := blobs.Delete(ctx, b.Key); err != nil {
-			return fmt.Errorf("ingest: remove orphaned file: %w", err)
-		}
-		r.Removed++
-	}
-	return nil
 }
