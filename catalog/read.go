@@ -152,23 +152,12 @@ func (c *Catalog) BlobRefs(ctx context.Context, sopInstanceUIDs []string) (map[s
 		for i, u := range sopInstanceUIDs[lo:hi] {
 			args[i] = u
 		}
-		rows, err := c.query(ctx, `SELECT sop_instance_uid, blob_key, size_bytes FROM instances
- WHERE sop_instance_uid IN (`+placeholders(hi-lo)+`)`, args...)
+		refs, err := c.blobRefs(ctx, `WHERE sop_instance_uid IN (`+placeholders(hi-lo)+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("catalog: blob refs: %w", err)
 		}
-		for rows.Next() {
-			var b BlobRef
-			if err := rows.Scan(&b.SOPInstanceUID, &b.BlobKey, &b.SizeBytes); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("catalog: blob refs: %w", c.d.wrap(err))
-			}
+		for _, b := range refs {
 			out[b.SOPInstanceUID] = b
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("catalog: blob refs: %w", c.d.wrap(err))
 		}
 	}
 	return out, nil
@@ -184,26 +173,9 @@ func (c *Catalog) InstanceBlobKeys(ctx context.Context) iter.Seq2[BlobRef, error
 	return func(yield func(BlobRef, error) bool) {
 		after := ""
 		for {
-			rows, err := c.query(ctx, `SELECT sop_instance_uid, blob_key, size_bytes FROM instances
- WHERE sop_instance_uid > ? ORDER BY sop_instance_uid LIMIT ?`, after, page)
+			batch, err := c.blobRefs(ctx, `WHERE sop_instance_uid > ? ORDER BY sop_instance_uid LIMIT ?`, after, page)
 			if err != nil {
 				yield(BlobRef{}, fmt.Errorf("catalog: instance blob keys: %w", err))
-				return
-			}
-			batch := make([]BlobRef, 0, page)
-			for rows.Next() {
-				var b BlobRef
-				if err := rows.Scan(&b.SOPInstanceUID, &b.BlobKey, &b.SizeBytes); err != nil {
-					rows.Close()
-					yield(BlobRef{}, fmt.Errorf("catalog: instance blob keys: %w", c.d.wrap(err)))
-					return
-				}
-				batch = append(batch, b)
-			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				yield(BlobRef{}, fmt.Errorf("catalog: instance blob keys: %w", c.d.wrap(err)))
 				return
 			}
 			for _, b := range batch {
@@ -217,6 +189,25 @@ func (c *Catalog) InstanceBlobKeys(ctx context.Context) iter.Seq2[BlobRef, error
 			after = batch[len(batch)-1].SOPInstanceUID
 		}
 	}
+}
+
+// blobRefs reads the instances' blob references that the clause (WHERE …)
+// selects.
+func (c *Catalog) blobRefs(ctx context.Context, clause string, args ...any) ([]BlobRef, error) {
+	rows, err := c.query(ctx, `SELECT sop_instance_uid, blob_key, size_bytes FROM instances `+clause, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []BlobRef
+	for rows.Next() {
+		var b BlobRef
+		if err := rows.Scan(&b.SOPInstanceUID, &b.BlobKey, &b.SizeBytes); err != nil {
+			return nil, c.d.wrap(err)
+		}
+		out = append(out, b)
+	}
+	return out, c.d.wrap(rows.Err())
 }
 
 // Querier runs reads with "?" placeholders; both *Tx and *ReadTx are one,
