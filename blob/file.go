@@ -505,6 +505,11 @@ func (w *fileWriter) writeStaged(p []byte) (int, error) {
 			if err := w.flushStage(false); err != nil {
 				return total - len(p), err
 			}
+			if !w.direct {
+				// Fell back: the rest goes through the page cache.
+				n, err := w.Write(p)
+				return total - len(p) + n, err
+			}
 		}
 	}
 	return total, nil
@@ -552,12 +557,14 @@ func (w *fileWriter) fallBack() error {
 	return nil
 }
 
+// release returns the stage to the pool, if it is one alignedBuffer made
+// (a refused direct write may have come from a stage that was not).
 func (w *fileWriter) release() {
-	if w.stage != nil {
+	if w.stage != nil && cap(w.stage) == writebackChunk && uintptr(unsafe.Pointer(unsafe.SliceData(w.stage)))%directBlock == 0 {
 		b := w.stage[:0]
 		stages.Put(&b)
-		w.stage = nil
 	}
+	w.stage = nil
 }
 
 func (w *fileWriter) Written() int64 { return w.n }
