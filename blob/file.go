@@ -27,9 +27,10 @@ import (
 //
 // With FileOptions.DirectIO (on Linux), writers bypass the page cache:
 // data goes to the device in aligned blocks as it arrives, so the fsync at
-// commit has only the device's cache to flush and an archive's writes do
-// not crowd out what readers have cached. A filesystem that refuses direct
-// I/O (tmpfs, some network filesystems) gets buffered writes instead.
+// commit has only the last, partial block (written through the page cache)
+// and the device's cache to flush, and an archive's writes do not crowd
+// out what readers have cached. A filesystem that refuses direct I/O
+// (tmpfs, some network filesystems) gets buffered writes instead.
 type FileStore struct {
 	root string
 	tmp  string
@@ -458,9 +459,10 @@ type fileWriter struct {
 
 	// With direct I/O (O_DIRECT), data is staged in stage, an aligned
 	// buffer, and written in whole blocks at off, bypassing the page cache.
-	direct bool
-	stage  []byte
-	off    int64
+	direct  bool
+	refused bool // the filesystem refused a direct write (tests)
+	stage   []byte
+	off     int64
 }
 
 // writebackChunk is how much written data starts its way to the device
@@ -502,7 +504,7 @@ func (w *fileWriter) writeStaged(p []byte) (int, error) {
 		p = p[k:]
 		w.n += int64(k)
 		if len(w.stage) == cap(w.stage) {
-			if err := w.flushStage(false); err != nil {
+			if err := w.flushStage(); err != nil {
 				return total - len(p), err
 			}
 			if !w.direct {
@@ -515,33 +517,35 @@ func (w *fileWriter) writeStaged(p []byte) (int, error) {
 	return total, nil
 }
 
-// flushStage writes the staged data; the last, partial block is padded
-// with zeros (last is true only at Commit, which then cuts the file to
-// its length). If the filesystem refuses the direct write, the writer
-// and the store fall back to buffered writes.
-func (w *fileWriter) flushStage(last bool) error {
-	n := len(w.stage)
-	if last {
-		n = (n + directBlock - 1) / directBlock * directBlock
-		clear(w.stage[len(w.stage):n])
-	}
-	_, err := w.f.WriteAt(w.stage[:n], w.off)
+// flushStage writes the full staged block. If the filesystem refuses the
+// direct write, the writer and the store fall back to buffered writes.
+func (w *fileWriter) flushStage() error {
+	_, err := w.f.WriteAt(w.stage, w.off)
 	if errors.Is(err, syscall.EINVAL) {
 		return w.fallBack()
 	}
 	if err != nil {
 		return err
 	}
-	w.off += int64(n)
+	w.off += int64(len(w.stage))
 	w.stage = w.stage[:0]
 	return nil
 }
 
 // fallBack turns a direct writer into a buffered one, for this file and
-// the store's next ones: the staged data is written as it is and later
-// writes go through the page cache.
+// the store's next ones.
 func (w *fileWriter) fallBack() error {
 	w.s.refuseDirect(syscall.EINVAL)
+	w.refused = true
+	return w.toBuffered()
+}
+
+// toBuffered turns a direct writer into a buffered one: the staged data
+// is written through the page cache, as are later writes. Commit ends
+// every direct file this way: its last, partial block goes out with the
+// file's fsync instead of as one more device write, padded, and a
+// truncate to cut the padding.
+func (w *fileWriter) toBuffered() error {
 	if err := setDirect(w.f, false); err != nil {
 		return err
 	}
@@ -579,12 +583,7 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 		return err
 	}
 	if w.direct {
-		err := w.flushStage(true)
-		if err == nil && w.direct {
-			err = w.f.Truncate(w.n) // the padding of the last block
-		}
-		w.release()
-		if err != nil {
+		if err := w.toBuffered(); err != nil {
 			w.Abort()
 			return fmt.Errorf("blob: write: %w", err)
 		}
