@@ -121,7 +121,7 @@ func (s *FileStore) fill() {
 			// Created and registered under mu, so CleanTemp never
 			// removes a file that is (about to be) in the pool.
 			s.mu.Lock()
-			f, err := os.CreateTemp(s.tmp, s.spareName+"*")
+			f, err := createTemp(s.tmp, s.spareName)
 			if err == nil {
 				s.pooled[filepath.Base(f.Name())] = true
 			}
@@ -195,7 +195,7 @@ func (s *FileStore) Create(ctx context.Context) (Writer, error) {
 		return s.newWriter(f), nil
 	default:
 	}
-	f, err := os.CreateTemp(s.tmp, "w-*")
+	f, err := createTemp(s.tmp, "w-")
 	if err != nil {
 		return nil, fmt.Errorf("blob: create: %w", err)
 	}
@@ -432,16 +432,11 @@ func (s *FileStore) syncDir(dir string) error {
 	if s.noDir.Load() {
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
 	s.dirFsyncs.Add(1)
-	if err := d.Sync(); err != nil {
+	if err := fsyncDir(dir); err != nil {
 		// Some filesystems refuse fsync on a directory; rename is still
 		// atomic there and there is nothing more we can do.
-		if pe, ok := err.(*os.PathError); ok && pe.Err != nil && strings.Contains(pe.Err.Error(), "invalid argument") {
+		if errors.Is(err, syscall.EINVAL) {
 			s.noDir.Store(true)
 			return nil
 		}
@@ -537,23 +532,26 @@ func (w *fileWriter) flushStage() error {
 func (w *fileWriter) fallBack() error {
 	w.s.refuseDirect(syscall.EINVAL)
 	w.refused = true
-	return w.toBuffered()
+	return w.toBuffered(true)
 }
 
 // toBuffered turns a direct writer into a buffered one: the staged data
-// is written through the page cache, as are later writes. Commit ends
+// is written through the page cache, as are later writes (more: there
+// will be some, so the file offset is moved past the data). Commit ends
 // every direct file this way: its last, partial block goes out with the
 // file's fsync instead of as one more device write, padded, and a
 // truncate to cut the padding.
-func (w *fileWriter) toBuffered() error {
+func (w *fileWriter) toBuffered(more bool) error {
 	if err := setDirect(w.f, false); err != nil {
 		return err
 	}
 	if _, err := w.f.WriteAt(w.stage, w.off); err != nil {
 		return err
 	}
-	if _, err := w.f.Seek(w.n, io.SeekStart); err != nil {
-		return err
+	if more {
+		if _, err := w.f.Seek(w.n, io.SeekStart); err != nil {
+			return err
+		}
 	}
 	w.direct = false
 	w.queued = w.n
@@ -583,7 +581,7 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 		return err
 	}
 	if w.direct {
-		if err := w.toBuffered(); err != nil {
+		if err := w.toBuffered(false); err != nil {
 			w.Abort()
 			return fmt.Errorf("blob: write: %w", err)
 		}
