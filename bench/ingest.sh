@@ -12,6 +12,13 @@
 # here and LD_PRELOADed into storescu, storescp and Orthanc, sets
 # TCP_NODELAY on their sockets; the hub sets it itself.
 #
+# storescp writes files and answers without making them durable; the hub
+# answers Success only once the file and its catalog rows survive a power
+# loss. To show what that alone costs on the machine at hand, storescp also
+# runs with bench/syncclose.c preloaded ("storescp+fsync"): each file it
+# writes is fsynced, and then its directory, before storescp answers — the
+# same storescp, made durable. The ratios print against both.
+#
 # The hub runs as "imaginghub ingest" (the DICOM listener, catalog, outbox
 # relay: what a scale-out DICOM node runs); HUB_COMMAND=serve measures it
 # with every other component consuming the events beside it.
@@ -40,6 +47,7 @@ trap cleanup EXIT
 
 for t in storescu storescp; do command -v $t >/dev/null || { echo "needs DCMTK ($t): apt-get install dcmtk"; exit 1; }; done
 gcc -shared -fPIC -O2 -o "$work/nodelay.so" bench/nodelay.c -ldl
+gcc -shared -fPIC -O2 -o "$work/syncclose.so" bench/syncclose.c -ldl
 export LD_PRELOAD_SHIM="$work/nodelay.so"
 go build -o "$work/imaginghub" ./cmd/imaginghub
 
@@ -87,9 +95,10 @@ hub1() { # round
   secs "$t0" "$t1"
 }
 
-scp1() { # round
-  local p t0 t1; p=$(free_port); mkdir -p "$work/scp.$1"
-  LD_PRELOAD="$LD_PRELOAD_SHIM" storescp -aet STORESCP -od "$work/scp.$1" "$p" & pids+=($!); local scp_pid=$!
+scp1() { # round [durable]
+  local p t0 t1 dir="$work/scp${2:-}.$1" preload=$LD_PRELOAD_SHIM; p=$(free_port); mkdir -p "$dir"
+  [[ -n ${2:-} ]] && preload+=" $work/syncclose.so"
+  LD_PRELOAD="$preload" storescp -aet STORESCP -od "$dir" "$p" & pids+=($!); local scp_pid=$!
   wait_port "$p" >&2
   settle; t0=$(now); send "$p" STORESCP "${files[@]}" >&2; t1=$(now)
   kill "$scp_pid" 2>/dev/null || true; wait "$scp_pid" 2>/dev/null || true
@@ -125,11 +134,12 @@ hub4() { # round: 4 storescu processes, N/4 files each
 
 have_orthanc=false
 command -v Orthanc >/dev/null && have_orthanc=true || echo "Orthanc: not installed (apt-get install orthanc) — skipped"
-declare -a T_hub T_scp T_orth T_hub4
+declare -a T_hub T_scp T_sync T_orth T_hub4
 for ((r=1; r<=ROUNDS; r++)); do
   echo "-- round $r of $ROUNDS"
   T_hub+=("$(hub1 "$r")");  echo "hub        1 assoc: $(rate "$N" "${T_hub[-1]}" "$bytes")"
   T_scp+=("$(scp1 "$r")");  echo "storescp   1 assoc: $(rate "$N" "${T_scp[-1]}" "$bytes")"
+  T_sync+=("$(scp1 "$r" durable)"); echo "storescp+fsync    : $(rate "$N" "${T_sync[-1]}" "$bytes")"
   if $have_orthanc; then
     T_orth+=("$(orthanc1 "$r")"); echo "Orthanc    1 assoc: $(rate "$N" "${T_orth[-1]}" "$bytes")"
   fi
@@ -137,15 +147,17 @@ for ((r=1; r<=ROUNDS; r++)); do
 done
 
 echo "== medians of $ROUNDS rounds; ratios of the medians (higher is better for the hub)"
-python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" <<'PY'
+python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" <<'PY'
 import statistics, sys
 n = float(sys.argv[1])
-hub, scp, orth, hub4 = ([float(x) for x in a.split()] for a in sys.argv[2:6])
+hub, scp, sync, orth, hub4 = ([float(x) for x in a.split()] for a in sys.argv[2:7])
 med = lambda ts: n / statistics.median(ts)
-for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("Orthanc", orth), ("hub 4 assoc", hub4)):
+for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("storescp+fsync", sync), ("Orthanc", orth), ("hub 4 assoc", hub4)):
     if ts:
-        print(f"{name:12s} {med(ts):7.1f} inst/s  (rounds: {', '.join(f'{n/t:.0f}' for t in ts)})")
+        print(f"{name:14s} {med(ts):7.1f} inst/s  (rounds: {', '.join(f'{n/t:.0f}' for t in ts)})")
 print(f"hub / storescp throughput:     {med(hub)/med(scp):5.2f}  (target >= 0.70)")
+print(f"  storescp+fsync / storescp:   {med(sync)/med(scp):5.2f}  (what durability alone costs here)")
+print(f"  hub / storescp+fsync:        {med(hub)/med(sync):5.2f}")
 if orth:
     print(f"hub / Orthanc throughput:      {med(hub)/med(orth):5.2f}  (target >= 2.00)")
 print(f"hub 4 assoc / 1 assoc:         {med(hub4)/med(hub):5.2f}  (target >= 1.60)")

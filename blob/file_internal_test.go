@@ -136,10 +136,10 @@ func storeWith(t *testing.T, key string) *FileStore {
 }
 
 // Direct writes stage aligned blocks and write the last, partial one
-// through the page cache; the file must
-// come out exactly as written whatever its length and however the writes
-// are cut, and also when the store falls back to buffered writes in the
-// middle of a file (a filesystem refusing direct I/O).
+// through the page cache; the file must come out exactly as written
+// whatever its length and however the writes are cut, and also when the
+// store falls back to buffered writes in the middle of a file (a
+// filesystem refusing direct I/O).
 func TestDirectWritesExact(t *testing.T) {
 	var logs bytes.Buffer
 	s, err := NewFileStore(t.TempDir(), FileOptions{DirectIO: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
