@@ -77,6 +77,27 @@ func (b *Bus) EnsureStreams(ctx context.Context, extra ...StreamSpec) error {
 	return nil
 }
 
+// createStream creates a stream, trying again a few times over about a
+// second when the server answers with a server-side error (API code 5xx):
+// a NATS server busy creating many streams at once, or electing a leader,
+// can fail one for a moment ("error creating store for stream",
+// "insufficient resources"). Other errors return at once.
+func (b *Bus) createStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := b.js.CreateStream(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || attempt == 4 || !errors.As(err, &apiErr) || apiErr.Code < 500 {
+			return st, err
+		}
+		b.log.Warn("stream not created; trying again", "stream", cfg.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 150 * time.Millisecond):
+		}
+	}
+}
+
 // EnsureStream creates or updates one stream and returns its info.
 func (b *Bus) EnsureStream(ctx context.Context, s StreamSpec) (*jetstream.StreamInfo, error) {
 	cfg, err := b.streamConfig(s)
@@ -89,7 +110,7 @@ func (b *Bus) EnsureStream(ctx context.Context, s StreamSpec) (*jetstream.Stream
 	st, err := b.js.Stream(ctx, cfg.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		st, err = b.js.CreateStream(ctx, cfg)
+		st, err = b.createStream(ctx, cfg)
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return nil, fmt.Errorf("events: create stream %s: %w", cfg.Name, err)
 		}
