@@ -335,7 +335,7 @@ func (s *FileStore) Walk(ctx context.Context) iter.Seq2[Info, error] {
 
 // Ping implements Store: it creates and removes a temporary file.
 func (s *FileStore) Ping(ctx context.Context) error {
-	f, err := os.CreateTemp(s.tmp, "ping-*")
+	f, err := createTemp(s.tmp, "ping-")
 	if err != nil {
 		return fmt.Errorf("blob: %w", err)
 	}
