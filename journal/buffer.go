@@ -1,0 +1,110 @@
+package journal
+
+import (
+	"io"
+	"sync"
+	"unsafe"
+)
+
+// Buffer collects a record's data in memory laid out for the journal's
+// direct writes: aligned to Block, with room up to the next Block. Its
+// capacity grows as data arrives, up to the limit given to GetBuffer.
+type Buffer struct {
+	b     []byte
+	limit int
+}
+
+var buffers = sync.Pool{New: func() any { return &Buffer{} }}
+
+// initialBuffer is a new Buffer's capacity.
+const initialBuffer = 64 << 10
+
+// GetBuffer returns an empty Buffer that takes up to limit bytes.
+func GetBuffer(limit int64) *Buffer {
+	b := buffers.Get().(*Buffer)
+	b.b = b.b[:0]
+	b.limit = int(limit)
+	return b
+}
+
+// Put returns b to the pool; b must not be used after.
+func (b *Buffer) Put() {
+	if cap(b.b) > 16<<20 {
+		b.b = nil
+	}
+	buffers.Put(b)
+}
+
+// Len is how many bytes b holds.
+func (b *Buffer) Len() int { return len(b.b) }
+
+// Bytes is b's content, valid until the next Write or Put.
+func (b *Buffer) Bytes() []byte { return b.b }
+
+// Room reports whether n more bytes fit under the limit.
+func (b *Buffer) Room(n int) bool { return len(b.b)+n <= b.limit }
+
+// Write appends p; it fails with ErrTooLarge, appending nothing, past the
+// limit.
+func (b *Buffer) Write(p []byte) (int, error) {
+	if !b.Room(len(p)) {
+		return 0, ErrTooLarge
+	}
+	if need := len(b.b) + len(p); need > cap(b.b) {
+		b.grow(max(2*cap(b.b), initialBuffer, need))
+	}
+	b.b = append(b.b, p...)
+	return len(p), nil
+}
+
+// padded is b's content extended to the next Block (the padding is
+// whatever the memory holds).
+func (b *Buffer) padded() []byte {
+	n := (len(b.b) + Block - 1) / Block * Block
+	return b.b[:n]
+}
+
+// alignedBuffer returns an empty slice of capacity n (a multiple of
+// Block) starting at a Block boundary.
+func alignedBuffer(n int) []byte {
+	raw := make([]byte, n+Block)
+	off := (Block - int(uintptr(unsafe.Pointer(&raw[0]))%Block)) % Block
+	return raw[off : off : off+n]
+}
+
+// ReadFrom reads from r into b until r ends (returning a nil error) or b
+// reaches its limit (ErrTooLarge; r may hold more), growing b as needed:
+// data goes from the reader straight into the record's memory.
+func (b *Buffer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		// The capacity, a multiple of Block, may exceed the limit.
+		if len(b.b) >= b.limit {
+			return total, ErrTooLarge
+		}
+		if len(b.b) == cap(b.b) {
+			b.grow(min(max(2*cap(b.b), initialBuffer), b.limit))
+		}
+		room := min(cap(b.b), b.limit)
+		n, err := r.Read(b.b[len(b.b):room])
+		b.b = b.b[:len(b.b)+n]
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// grow makes b's capacity at least c, rounded up to Block.
+func (b *Buffer) grow(c int) {
+	c = (c + Block - 1) / Block * Block
+	if c <= cap(b.b) {
+		return
+	}
+	nb := alignedBuffer(c)[:len(b.b)]
+	copy(nb, b.b)
+	b.b = nb
+}

@@ -1,0 +1,278 @@
+package journal
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDirectWritesOnRealDisk runs the journal in a directory of /var/tmp,
+// which unlike /tmp is not a tmpfs on most systems, so that records and
+// checkpoints are written with O_DIRECT|O_DSYNC, and checks that the
+// writes were not refused (misaligned buffers or offsets would make the
+// journal fall back to the page cache).
+func TestDirectWritesOnRealDisk(t *testing.T) {
+	dir, err := os.MkdirTemp("/var/tmp", "journal-test-")
+	if err != nil {
+		t.Skipf("no /var/tmp: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "intake.journal")
+
+	j, err := Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { j.Close() }()
+	if j.dfd < 0 {
+		t.Skipf("the filesystem of %s refuses O_DIRECT", dir)
+	}
+
+	type rec struct {
+		seq  uint64
+		key  string
+		data []byte
+	}
+	appendRec := func(key string, n int) rec {
+		t.Helper()
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*7 + n)
+		}
+		b := GetBuffer(int64(n))
+		defer b.Put()
+		b.Write(data)
+		seq, err := j.Append(key, b)
+		if err != nil {
+			t.Fatalf("Append(%s): %v", key, err)
+		}
+		return rec{seq, key, data}
+	}
+
+	// A checkpoint passes the first records; the ring wraps with the rest.
+	var before []rec
+	for i, n := range []int{0, 1, 4095, 4096, 4097, 100 << 10} {
+		before = append(before, appendRec(fmt.Sprintf("before-%d", i), n))
+	}
+	for _, r := range before {
+		j.Release(r.seq)
+	}
+	if err := j.Checkpoint(func(uint64) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var want []rec
+	for i := 0; int64(i)*(100<<10+Block) < j.size; i++ {
+		r := appendRec(fmt.Sprintf("after-%d", i), 100<<10)
+		want = append(want, r)
+		if len(want) > 3 {
+			j.Release(want[0].seq)
+			want = want[1:]
+			if err := j.Checkpoint(func(uint64) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if j.dfd < 0 {
+		t.Fatal("direct writes were refused: the journal fell back to the page cache")
+	}
+	j.Close()
+
+	j, err = Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := j.Pending()
+	if len(got) != len(want) {
+		t.Fatalf("%d records pending, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		data, err := j.Read(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Seq != want[i].seq || r.Key != want[i].key || !bytes.Equal(data, want[i].data) {
+			t.Errorf("pending record %d: seq %d key %q (%d bytes), want seq %d key %q (%d bytes)", i, r.Seq, r.Key, len(data), want[i].seq, want[i].key, len(want[i].data))
+		}
+	}
+}
+
+// TestGroupCommitAcrossTheRingEnd: records queued while a write is under
+// way go out together, as one batch; a batch that reaches the end of the
+// ring is written in two runs, the second from the ring's start, and a
+// reopen finds every record of it in order.
+func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "intake.journal")
+	j, err := Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { j.Close() }()
+	const size = 5000 // three blocks with the header
+	need := recordLen(size)
+	data := func(i int) []byte {
+		b := make([]byte, size)
+		for k := range b {
+			b[k] = byte(i*31 + k)
+		}
+		return b
+	}
+	appendAsync := func(key string, d []byte) <-chan error {
+		done := make(chan error, 1)
+		b := GetBuffer(size)
+		b.Write(d)
+		go func() {
+			_, err := j.Append(key, b)
+			b.Put()
+			done <- err
+		}()
+		return done
+	}
+
+	// Bring the head to where two records fit before the end, not three.
+	for i := 0; ; i++ {
+		j.mu.Lock()
+		head := j.head
+		j.mu.Unlock()
+		if head+3*need > j.size {
+			if head+2*need > j.size {
+				t.Fatalf("head at %d: the setup expected room for two records before the end (%d)", head, j.size)
+			}
+			break
+		}
+		b := GetBuffer(size)
+		b.Write(data(1000 + i))
+		seq, err := j.Append("fill", b)
+		b.Put()
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Release(seq)
+		if err := j.Checkpoint(func(uint64) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The first record's write waits on ioMu while four more queue up.
+	j.ioMu.Lock()
+	first := appendAsync("batch-0", data(0))
+	var rest []<-chan error
+	for i := 1; i <= 4; i++ {
+		for {
+			j.wmu.Lock()
+			writing, queued := j.writing, len(j.queue)
+			j.wmu.Unlock()
+			if writing && queued == i-1 {
+				break
+			}
+			runtime.Gosched()
+		}
+		rest = append(rest, appendAsync(fmt.Sprintf("batch-%d", i), data(i)))
+	}
+	for {
+		j.wmu.Lock()
+		queued := len(j.queue)
+		j.wmu.Unlock()
+		if queued == 4 {
+			break
+		}
+		runtime.Gosched()
+	}
+	j.ioMu.Unlock()
+	for i, done := range append([]<-chan error{first}, rest...) {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Append batch-%d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Append batch-%d did not return", i)
+		}
+	}
+	j.Close()
+
+	j, err = Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := j.Pending()
+	if len(got) != 5 {
+		t.Fatalf("%d records pending, want the 5 of the batch", len(got))
+	}
+	wrapped := false
+	for i, r := range got {
+		d, err := j.Read(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Key != fmt.Sprintf("batch-%d", i) || !bytes.Equal(d, data(i)) || (i > 0 && r.Seq != got[i-1].Seq+1) {
+			t.Errorf("pending record %d: seq %d key %q, data equal: %v", i, r.Seq, r.Key, bytes.Equal(d, data(i)))
+		}
+		wrapped = wrapped || r.off == ringStart
+	}
+	if !wrapped {
+		t.Error("no record of the batch went to the ring's start")
+	}
+}
+
+// A record write that fails leaves a hole recovery would stop at, so the
+// journal takes no record until a checkpoint has moved its tail past the
+// hole; then it works again, and a reopen finds exactly what followed.
+func TestFailedWriteStopsAppendsUntilCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "intake.journal")
+	j, err := Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { j.Close() }()
+	appendRec := func(key string) error {
+		b := GetBuffer(1 << 10)
+		defer b.Put()
+		b.Write(bytes.Repeat([]byte{7}, 1000))
+		seq, err := j.Append(key, b)
+		if err == nil {
+			j.Release(seq)
+		}
+		return err
+	}
+	if err := appendRec("ok-1"); err != nil {
+		t.Fatal(err)
+	}
+	// Writes fail: the descriptor they go through is read-only.
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	j.ioMu.Lock()
+	saved, savedF := j.dfd, j.f
+	j.dfd, j.f = -1, ro
+	j.ioMu.Unlock()
+	if err := appendRec("lost"); err == nil {
+		t.Fatal("append through a read-only descriptor succeeded")
+	}
+	j.ioMu.Lock()
+	j.dfd, j.f = saved, savedF
+	j.ioMu.Unlock()
+	if err := appendRec("after-hole"); err == nil || !strings.Contains(err.Error(), "unusable until the next checkpoint") {
+		t.Fatalf("append after a failed write: %v", err)
+	}
+	if err := j.Checkpoint(func(uint64) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendRec("ok-2"); err != nil {
+		t.Fatalf("append after the checkpoint: %v", err)
+	}
+	j.Close()
+	j, err = Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := j.Pending(); len(p) != 1 || p[0].Key != "ok-2" {
+		t.Fatalf("pending after reopen: %+v, want only ok-2", p)
+	}
+}
