@@ -58,6 +58,8 @@ type FileStore struct {
 	closeOnce sync.Once
 	spareName string
 	pooled    map[string]bool // names of the files in spare; under mu
+
+	deferred []string // files PutDeferred stored since the last SyncDeferred; under mu
 }
 
 // spares is how many temporary files FileStore keeps ready.
@@ -640,3 +642,69 @@ type fileReader struct {
 }
 
 func (r *fileReader) Size() int64 { return r.size }
+
+// PutDeferred stores data under key, replacing any blob there, without
+// waiting for the disk: the file is written through the page cache and
+// renamed into place, readable at once, and durable only once a later
+// SyncDeferred has returned. Until then the caller must be able to write
+// it again (the intake journal holds a copy); a crash of the process
+// alone loses nothing, the page cache being the kernel's.
+func (s *FileStore) PutDeferred(ctx context.Context, key string, data []byte) error {
+	dst, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(dst)
+	if err := s.mkdirDurable(dir); err != nil {
+		return fmt.Errorf("blob: mkdir: %w", err)
+	}
+	var f *os.File
+	select {
+	case f = <-s.spare:
+		s.unpool(f)
+		s.refill()
+	default:
+		if f, err = createTemp(s.tmp, "w-"); err != nil {
+			return fmt.Errorf("blob: create: %w", err)
+		}
+	}
+	_, werr := f.Write(data)
+	if werr == nil {
+		startWriteback(f, 0, int64(len(data)))
+	}
+	cerr := f.Close()
+	if werr == nil && cerr == nil {
+		if err := os.Rename(f.Name(), dst); err != nil {
+			werr = fmt.Errorf("blob: rename: %w", err)
+		} else {
+			s.mu.Lock()
+			s.deferred = append(s.deferred, dst)
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	os.Remove(f.Name())
+	if werr != nil {
+		return fmt.Errorf("blob: write: %w", werr)
+	}
+	return fmt.Errorf("blob: close: %w", cerr)
+}
+
+// SyncDeferred makes every file PutDeferred stored before the call durable,
+// with its directory entry.
+func (s *FileStore) SyncDeferred(ctx context.Context) error {
+	s.mu.Lock()
+	files := s.deferred
+	s.deferred = nil
+	s.mu.Unlock()
+	if len(files) == 0 {
+		return nil
+	}
+	if err := syncFiles(s.root, files); err != nil {
+		s.mu.Lock()
+		s.deferred = append(files, s.deferred...)
+		s.mu.Unlock()
+		return fmt.Errorf("blob: sync: %w", err)
+	}
+	return nil
+}

@@ -71,3 +71,18 @@ func setDirect(f *os.File, on bool) error {
 	_, err := unix.FcntlInt(f.Fd(), unix.F_SETFL, fl)
 	return err
 }
+
+// syncFiles makes the files (and their directory entries) durable: with
+// one syncfs of the filesystem holding root, which writes back all its
+// dirty data and commits its journal once, whatever the number of files.
+func syncFiles(root string, files []string) error {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return &os.PathError{Op: "syncfs", Path: root, Err: err}
+	}
+	return nil
+}

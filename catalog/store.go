@@ -36,6 +36,35 @@ func (c *Catalog) StoreInstance(ctx context.Context, rec InstanceRecord, policy 
 // file's fsync and the catalog's work overlap while a row still never
 // commits before its file. ready may be called more than once (see InTx).
 func (c *Catalog) StoreInstanceWhen(ctx context.Context, rec InstanceRecord, policy DuplicatePolicy, ready func() error, outbox ...OutboxMessage) (StoreResult, error) {
+	return c.storeInstance(ctx, rec, policy, txOpts{ready: ready}, outbox)
+}
+
+// StoreInstanceJournaled is StoreInstanceWhen for an instance the caller
+// keeps recoverable elsewhere (the intake journal): its commit does not
+// wait for the disk (see inTxLazy) and becomes durable with the next
+// durable commit, such as SyncIntake's. Until then a power loss may take
+// it back; the caller replays it from its copy.
+func (c *Catalog) StoreInstanceJournaled(ctx context.Context, rec InstanceRecord, policy DuplicatePolicy, ready func() error, outbox ...OutboxMessage) (StoreResult, error) {
+	return c.storeInstance(ctx, rec, policy, txOpts{ready: ready, lazy: true}, outbox)
+}
+
+// SyncIntake records that the intake journal at journal has been
+// checkpointed up to seq, with a durable commit: it returns once that row
+// and every commit before it, lazy ones included, are on disk.
+func (c *Catalog) SyncIntake(ctx context.Context, journal string, seq uint64) error {
+	err := c.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO intake_checkpoints (journal, seq, checkpointed_at) VALUES (?, ?, ?)
+ ON CONFLICT (journal) DO UPDATE SET seq = excluded.seq, checkpointed_at = excluded.checkpointed_at`,
+			journal, int64(seq), tx.Time(time.Now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: intake checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (c *Catalog) storeInstance(ctx context.Context, rec InstanceRecord, policy DuplicatePolicy, o txOpts, outbox []OutboxMessage) (StoreResult, error) {
 	if err := validateRecord(&rec); err != nil {
 		return StoreResult{}, err
 	}
@@ -46,7 +75,7 @@ func (c *Catalog) StoreInstanceWhen(ctx context.Context, rec InstanceRecord, pol
 		return StoreResult{}, fmt.Errorf("%w: DuplicatePolicy %d", ErrInvalid, policy)
 	}
 	var res StoreResult
-	err := c.inTx(ctx, txOpts{ready: ready}, func(tx *Tx) error {
+	err := c.inTx(ctx, o, func(tx *Tx) error {
 		res = StoreResult{}
 		r, err := tx.storeInstance(ctx, &rec, policy)
 		if err != nil {
