@@ -54,6 +54,8 @@ type Data struct {
 	Dir string `yaml:"dir" help:"data directory: blobs, SQLite catalog, embedded JetStream store"`
 	// DirectIO writes received instances with direct I/O (Linux O_DIRECT).
 	DirectIO bool `yaml:"direct_io" help:"write received instances with direct I/O, bypassing the page cache (Linux; falls back where the filesystem refuses it)"`
+	// IntakeJournalBytes is the size of the intake journal; 0 turns it off.
+	IntakeJournalBytes int64 `yaml:"intake_journal_bytes" help:"size of the intake journal (data dir, intake.journal), bytes: received instances are acknowledged once written there, their files and rows made durable behind; 0: off, each instance fsynced on its own"`
 }
 
 // HTTP is the HTTP listener: health, metrics, admin API, DICOMweb, FHIR.
@@ -210,7 +212,7 @@ type Log struct {
 // ./data.
 func Default() Config {
 	return Config{
-		Data: Data{Dir: "./data", DirectIO: true},
+		Data: Data{Dir: "./data", DirectIO: true, IntakeJournalBytes: 256 << 20},
 		HTTP: HTTP{Addr: ":8080", ShutdownTimeout: 30 * time.Second},
 		DICOM: DICOM{
 			Addr:            ":11112",

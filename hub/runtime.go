@@ -39,6 +39,30 @@ type Runtime struct {
 	DICOM *dicomnet.Registry
 
 	embedded *events.EmbeddedServer
+
+	sharedMu sync.Mutex
+	shared   map[string]any
+}
+
+// Shared returns the value stored under name, building it with build the
+// first time: for what several components of one process must share (the
+// ingest Storer, with its intake journal, behind both C-STORE and
+// STOW-RS). A failed build is not remembered.
+func (rt *Runtime) Shared(name string, build func() (any, error)) (any, error) {
+	rt.sharedMu.Lock()
+	defer rt.sharedMu.Unlock()
+	if v, ok := rt.shared[name]; ok {
+		return v, nil
+	}
+	v, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if rt.shared == nil {
+		rt.shared = map[string]any{}
+	}
+	rt.shared[name] = v
+	return v, nil
 }
 
 // BlobsDir is the directory of cfg's blob store.

@@ -25,7 +25,10 @@ import (
 	"github.com/imaginghub/imaginghub/ingest"
 )
 
-const childEnv = "IMAGINGHUB_TEST_INGEST_CHILD"
+const (
+	childEnv      = "IMAGINGHUB_TEST_INGEST_CHILD"
+	checkpointEnv = "IMAGINGHUB_TEST_INGEST_CHECKPOINT_EVERY" // for the child's intake journal
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
@@ -47,6 +50,9 @@ func child() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if d, err := time.ParseDuration(os.Getenv(checkpointEnv)); err == nil {
+		ingest.SetCheckpointEvery(d)
 	}
 	in, err := ingest.New(rt)
 	if err != nil {
@@ -71,20 +77,7 @@ func TestKill9DuringTransfer(t *testing.T) {
 		t.Skip("crash test: skipped with -short")
 	}
 	cfg := hubtest.Config(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childEnv+"=1"), cfg.Environ()...)
-	cmd.Env = append(cmd.Env, "IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_DICOM_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=")
-	cmd.Stderr = os.Stderr
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	addr = strings.TrimSpace(addr)
+	cmd, addr := startChild(t, cfg)
 
 	// 500 instances over two associations; the child dies at a random
 	// moment after the first successes.
@@ -102,25 +95,23 @@ func TestKill9DuringTransfer(t *testing.T) {
 				return
 			}
 			for i := w; i < 500; i += 2 {
-				var buf bytes.Buffer
-				synth.CT(&buf, synth.Options{Seed: int64(i), StudyInstanceUID: study, SeriesInstanceUID: synth.DerivedUID(1, study), InstanceNumber: i + 1, Rows: 256, Columns: 256})
-				meta, _ := dicomfile.ReadFileMeta(bytes.NewReader(buf.Bytes()))
-				st, err := as.Store(ctx, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID,
-					bytes.NewReader(buf.Bytes()[meta.DataSetOffset():]), nil)
+				sop, st, err := storeCT(ctx, as, study, i)
 				if err != nil {
 					return // the hub died
 				}
 				if st == dicomnet.StatusSuccess {
 					mu.Lock()
-					ok = append(ok, meta.MediaStorageSOPInstanceUID)
+					ok = append(ok, sop)
 					mu.Unlock()
 				}
 			}
 			as.Release(ctx)
 		}()
 	}
-	// A third association is cut off in the middle of a data set, so the
-	// hub dies with a half-received file in its temporary area.
+	// A third association is cut off in the middle of a data set too
+	// large for the intake journal (which holds smaller ones in memory
+	// until they are whole), so the hub dies with a half-received file in
+	// its temporary area.
 	stalled, pw := io.Pipe()
 	go func() {
 		as, err := dicomnet.Dial(ctx, addr, dicomnet.DialOptions{CalledAETitle: "IMAGINGHUB", PresentationContexts: ctContexts()})
@@ -130,9 +121,9 @@ func TestKill9DuringTransfer(t *testing.T) {
 		as.Store(ctx, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5.6.7.8", dicomfile.ImplicitVRLittleEndian, stalled, nil)
 	}()
 	var half bytes.Buffer
-	synth.CT(&half, synth.Options{Seed: 999, StudyInstanceUID: study})
+	synth.CT(&half, synth.Options{Seed: 999, StudyInstanceUID: study, Rows: 2048, Columns: 2560})
 	meta, _ := dicomfile.ReadFileMeta(bytes.NewReader(half.Bytes()))
-	go pw.Write(half.Bytes()[meta.DataSetOffset() : meta.DataSetOffset()+300000])
+	go pw.Write(half.Bytes()[meta.DataSetOffset() : meta.DataSetOffset()+9<<20])
 	for {
 		mu.Lock()
 		n := len(ok)
@@ -192,6 +183,39 @@ func TestKill9DuringTransfer(t *testing.T) {
 	if r, err := ingest.CheckArchive(ctx, rt.Catalog, rt.Blobs, ingest.CheckOptions{}); err != nil || !r.Consistent() || r.Blobs != r.Rows {
 		t.Fatalf("after removing orphans: %+v, %v", r, err)
 	}
+}
+
+// startChild runs a hub with ingest in a child process on cfg, with env
+// added, and returns it with its DICOM address; it is killed when the test
+// ends.
+func startChild(t *testing.T, cfg config.Config, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), cfg.Environ()...)
+	cmd.Env = append(cmd.Env, "IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_DICOM_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	return cmd, strings.TrimSpace(addr)
+}
+
+// storeCT sends synthetic CT instance i of study (256×256) and returns its
+// SOP Instance UID and the status.
+func storeCT(ctx context.Context, as *dicomnet.Association, study string, i int) (string, uint16, error) {
+	var buf bytes.Buffer
+	synth.CT(&buf, synth.Options{Seed: int64(i), StudyInstanceUID: study, SeriesInstanceUID: synth.DerivedUID(1, study), InstanceNumber: i + 1, Rows: 256, Columns: 256})
+	meta, _ := dicomfile.ReadFileMeta(bytes.NewReader(buf.Bytes()))
+	st, err := as.Store(ctx, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID,
+		bytes.NewReader(buf.Bytes()[meta.DataSetOffset():]), nil)
+	return meta.MediaStorageSOPInstanceUID, st, err
 }
 
 func parseStored(b []byte) (dicomfile.FileMeta, *dicomfile.Header, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/imaginghub/imaginghub/dicomnet"
 	"github.com/imaginghub/imaginghub/events"
 	"github.com/imaginghub/imaginghub/hub"
+	"github.com/imaginghub/imaginghub/journal"
 	"github.com/imaginghub/imaginghub/outbox"
 )
 
@@ -74,6 +76,14 @@ func New(rt *hub.Runtime) (*Ingest, error) {
 // NewStorer returns the Storer of rt's configuration, for C-STORE and for
 // every other way instances arrive (STOW-RS), so that all take one path.
 func NewStorer(rt *hub.Runtime) (*Storer, error) {
+	v, err := rt.Shared("ingest.storer", func() (any, error) { return newStorer(rt) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Storer), nil
+}
+
+func newStorer(rt *hub.Runtime) (*Storer, error) {
 	policy, err := DuplicatePolicy(rt.Config.DICOM.DuplicatePolicy)
 	if err != nil {
 		return nil, err
@@ -88,7 +98,52 @@ func NewStorer(rt *hub.Runtime) (*Storer, error) {
 		Log:         rt.Log.With("component", "ingest"),
 	}
 	s.RegisterMetrics(rt.Registerer())
+	if n := rt.Config.Data.IntakeJournalBytes; n > 0 {
+		if err := s.openJournal(rt, n); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// openJournal opens the intake journal in the data directory, replays what
+// the last run left in it, and checkpoints it until the runtime shuts
+// down. A journal another process of the same data directory holds is
+// left to it: this one fsyncs each instance instead.
+func (s *Storer) openJournal(rt *hub.Runtime, size int64) error {
+	path := filepath.Join(rt.Config.Data.Dir, "intake.journal")
+	cfgErr := func(err error) error {
+		return &config.Error{Key: "data.intake_journal_bytes", Env: "IMAGINGHUB_DATA_INTAKE_JOURNAL_BYTES", Err: err}
+	}
+	j, err := journal.Open(path, journal.Options{Size: size, Log: s.Log})
+	if errors.Is(err, journal.ErrInUse) {
+		s.Log.Info("intake journal in use by another process; fsyncing each instance", "path", path)
+		return nil
+	}
+	if err != nil {
+		return cfgErr(err)
+	}
+	if err := s.UseJournal(j); err != nil {
+		j.Close()
+		return cfgErr(err)
+	}
+	if err := s.Replay(context.Background()); err != nil {
+		j.Close()
+		return err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.RunCheckpoints(ctx)
+	}()
+	rt.Server.OnShutdown(func(ctx context.Context) error {
+		// Every component has drained: the last checkpoint covers all.
+		stop()
+		<-done
+		return errors.Join(s.Checkpoint(ctx), j.Close())
+	})
+	return nil
 }
 
 // DuplicatePolicy parses dicom.duplicate_policy.

@@ -26,6 +26,7 @@ import (
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/dicomnet"
 	"github.com/imaginghub/imaginghub/events"
+	"github.com/imaginghub/imaginghub/journal"
 	"github.com/imaginghub/imaginghub/outbox"
 )
 
@@ -97,6 +98,13 @@ type Storer struct {
 	// the outbox relay); may be nil.
 	Committed func()
 	Log       *slog.Logger
+
+	// Journal, set by UseJournal, receives every instance small enough
+	// for it (see commitJournaled); nil: each instance is fsynced on its
+	// own.
+	Journal  *journal.Journal
+	deferred deferredBlobs
+	kick     chan struct{} // asks the checkpoint loop for a checkpoint now
 
 	metrics *metrics
 }
@@ -185,19 +193,20 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	if _, ok := dicomfile.LookupTransferSyntax(req.TransferSyntaxUID); !ok {
 		return res, fmt.Errorf("%w: transfer syntax %s", ErrUnreadable, req.TransferSyntaxUID)
 	}
-	w, err := s.Blobs.Create(ctx)
-	if err != nil {
+	k := &sink{s: s, ctx: ctx}
+	if s.Journal != nil {
+		k.buf = journal.GetBuffer(s.journalLimit())
+	} else if k.w, err = s.Blobs.Create(ctx); err != nil {
 		return res, fmt.Errorf("%w: blob store: %v", ErrOutOfResources, err)
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			w.Abort()
+			k.abort()
 		}
 	}()
-	ew := &errWriter{w: w}
 	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(ew)
+	bw.Reset(k)
 	defer func() { bw.Reset(nil); writers.Put(bw) }()
 	if _, err := dicomfile.WriteFileMeta(bw, dicomfile.FileMeta{
 		MediaStorageSOPClassUID:      req.SOPClassUID,
@@ -223,7 +232,7 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	}
 	// bufio.Writer.ReadFrom reads straight into its buffer.
 	if _, err := bw.ReadFrom(req.Data); err != nil {
-		if ew.err != nil {
+		if k.err != nil {
 			return res, fmt.Errorf("%w: write: %v", ErrOutOfResources, err)
 		}
 		return res, fmt.Errorf("receive data set: %w", err)
@@ -236,23 +245,76 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	}
 
 	key := BlobKey(hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, time.Now())
+	committed = true // from here the commit cleans up after itself
+	if k.w == nil {
+		return s.commitJournaled(ctx, req, hdr, key, k.buf)
+	}
+	w := k.w
 	size := w.Written()
-	res = Result{Header: hdr, BlobKey: key, Size: size}
-
 	// The file's fsync and rename run while the event is built and the
 	// catalog writes its rows; the rows commit only once the file is
 	// durable.
-	committed = true // Commit cleans up after itself on failure
 	blobDone := make(chan error, 1)
 	go func() { blobDone <- w.Commit(ctx, key) }()
+	return s.index(ctx, req, hdr, key, size, false, func() error { return <-blobDone })
+}
+
+// commitJournaled files an instance received whole into buf: its record
+// goes to the intake journal (one durable write) while its file is
+// written through the page cache and its rows are written, to commit
+// without waiting for the disk once both are done; the journal's next
+// checkpoint makes file and rows durable.
+func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfile.Header, key string, buf *journal.Buffer) (Result, error) {
+	data := buf.Bytes()
+	size := int64(len(data))
+	putDone := make(chan error, 1)
+	go func() { putDone <- s.deferred.PutDeferred(ctx, key, data) }()
+	var seq uint64
+	var aerr error
+	appended := make(chan struct{})
+	go func() {
+		seq, aerr = s.Journal.Append(key, buf)
+		close(appended)
+	}()
+	ready := func() error {
+		perr := <-putDone
+		<-appended
+		if aerr != nil {
+			if perr == nil {
+				s.Blobs.Delete(context.WithoutCancel(ctx), key)
+			}
+			return aerr
+		}
+		return perr
+	}
+	res, err := s.index(ctx, req, hdr, key, size, true, ready)
+	// index has waited for both; the rows are committed or never will be.
+	if aerr == nil {
+		s.Journal.Release(seq)
+	}
+	buf.Put()
+	return res, err
+}
+
+// index commits the catalog rows of the instance whose file is (being)
+// stored under key, with its ih.dicom.instance.stored event, once
+// blobReady (if not nil) reports the file in place; journaled rows commit
+// lazily (see commitJournaled). Whatever happens, blobReady has returned
+// when index does, and a file that ends up unused is deleted.
+func (s *Storer) index(ctx context.Context, req Request, hdr *dicomfile.Header, key string, size int64, journaled bool, blobReady func() error) (res Result, err error) {
+	res = Result{Header: hdr, BlobKey: key, Size: size}
 	var blobOnce sync.Once
 	var blobErr error
-	blobReady := func() error {
-		blobOnce.Do(func() { blobErr = <-blobDone })
+	ready := func() error {
+		blobOnce.Do(func() {
+			if blobReady != nil {
+				blobErr = blobReady()
+			}
+		})
 		return blobErr
 	}
 	discard := func() {
-		if blobReady() == nil {
+		if ready() == nil {
 			s.Blobs.Delete(context.WithoutCancel(ctx), key)
 		}
 	}
@@ -294,8 +356,12 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	// durable. On SQLite the writers that queue meanwhile join the same
 	// commit (the catalog's group commit), so one association's fsync
 	// does not hold the others back.
-	sr, err := s.Catalog.StoreInstanceWhen(ctx, record(req, hdr, key, size), s.Policy, blobReady, msg)
-	if berr := blobReady(); berr != nil {
+	store := s.Catalog.StoreInstanceWhen
+	if journaled {
+		store = s.Catalog.StoreInstanceJournaled
+	}
+	sr, err := store(ctx, record(req, hdr, key, size), s.Policy, ready, msg)
+	if berr := ready(); berr != nil {
 		return res, fmt.Errorf("%w: blob commit: %v", ErrOutOfResources, berr)
 	}
 	if sr.UnusedBlobKey != "" {
@@ -402,11 +468,87 @@ func atoi(s string) int {
 	return n
 }
 
-// errWriter remembers a write error, to tell a failure of our disk from a
-// failure of the peer's stream while the data set is copied.
-type errWriter struct {
-	w   io.Writer
+// sink receives a file as it arrives: into the intake journal's buffer
+// while it fits there (buf), into a blob writer (w) from the first byte
+// that does not, or from the start without a journal. It remembers a write
+// error of ours, to tell a failure of our disk from a failure of the
+// peer's stream while the data set is copied.
+type sink struct {
+	s   *Storer
+	ctx context.Context
+	buf *journal.Buffer
+	w   blob.Writer
 	err error
+}
+
+func (k *sink) Write(p []byte) (int, error) {
+	if k.w == nil {
+		if k.buf.Room(len(p)) {
+			return k.buf.Write(p)
+		}
+		if err := k.spill(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := k.w.Write(p)
+	if err != nil && k.err == nil {
+		k.err = err
+	}
+	return n, err
+}
+
+// spill moves the file to a blob writer: it is too large for the journal,
+// and streams to its own file, fsynced on its own.
+func (k *sink) spill() error {
+	w, err := k.s.Blobs.Create(k.ctx)
+	if err == nil {
+		if _, err = w.Write(k.buf.Bytes()); err != nil {
+			w.Abort()
+		}
+	}
+	if err != nil {
+		k.err = err
+		return err
+	}
+	k.buf.Put()
+	k.buf, k.w = nil, w
+	return nil
+}
+
+// ReadFrom reads the rest of the data set from r: straight into the
+// journal's buffer while it fits there.
+func (k *sink) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	if k.w == nil {
+		n, err := k.buf.ReadFrom(r)
+		total += n
+		if !errors.Is(err, journal.ErrTooLarge) {
+			return total, err
+		}
+		if err := k.spill(); err != nil {
+			return total, err
+		}
+	}
+	cp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(cp)
+	n, err := io.CopyBuffer(writerOnly{k}, r, *cp)
+	return total + n, err
+}
+
+// writerOnly hides a writer's ReadFrom from io.CopyBuffer.
+type writerOnly struct{ io.Writer }
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// abort drops what the sink holds.
+func (k *sink) abort() {
+	if k.w != nil {
+		k.w.Abort()
+	}
+	if k.buf != nil {
+		k.buf.Put()
+		k.buf = nil
+	}
 }
 
 // The buffers of a transfer are reused: at hundreds of instances a second,
@@ -415,14 +557,6 @@ var (
 	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 )
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
-	if err != nil && e.err == nil {
-		e.err = err
-	}
-	return n, err
-}
 
 func outcome(err error) string {
 	switch {

@@ -29,6 +29,8 @@ func Config(tb testing.TB) config.Config {
 	cfg.DICOM.Addr = "127.0.0.1:0"
 	cfg.HL7.Addr = "127.0.0.1:0"
 	cfg.NATS.Listen = ""
+	// A small intake journal: each test hub writes its file of zeros.
+	cfg.Data.IntakeJournalBytes = 8 << 20
 	b := testenv.External(tb)
 	cfg.Database.URL = b.DatabaseURL
 	cfg.Redis.URL, cfg.Redis.KeyPrefix = b.RedisURL, b.RedisKeyPrefix
