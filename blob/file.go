@@ -204,6 +204,37 @@ func (s *FileStore) Create(ctx context.Context) (Writer, error) {
 	return s.newWriter(f), nil
 }
 
+// CreateDeferrable starts a blob that may be committed with
+// CommitDeferred: it is written through the page cache (never direct I/O),
+// without early writeback.
+func (s *FileStore) CreateDeferrable(ctx context.Context) (DeferrableWriter, error) {
+	defer s.refill()
+	var f *os.File
+	select {
+	case f = <-s.spare:
+		s.unpool(f)
+	default:
+		var err error
+		if f, err = createTemp(s.tmp, "w-"); err != nil {
+			return nil, fmt.Errorf("blob: create: %w", err)
+		}
+	}
+	return &fileWriter{s: s, f: f, lazy: true}, nil
+}
+
+// DeferrableWriter is a Writer that can also be committed without waiting
+// for the disk.
+type DeferrableWriter interface {
+	Writer
+	// CommitDeferred puts the blob under key like Commit, readable at
+	// once, but durable only once a later SyncDeferred has returned (see
+	// PutDeferred).
+	CommitDeferred(ctx context.Context, key string) error
+	// Eager says the blob will be committed with Commit after all: its
+	// data starts its way to the device as it is written, from now on.
+	Eager()
+}
+
 func (s *FileStore) newWriter(f *os.File) *fileWriter {
 	w := &fileWriter{s: s, f: f}
 	if s.direct && !s.noDirect.Load() {
@@ -458,6 +489,8 @@ type fileWriter struct {
 	// buffer, and written in whole blocks at off, bypassing the page cache.
 	direct  bool
 	refused bool // the filesystem refused a direct write (tests)
+	// lazy: made by CreateDeferrable; no early writeback.
+	lazy bool
 	stage   []byte
 	off     int64
 }
@@ -486,7 +519,7 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
-	if w.n-w.queued >= writebackChunk {
+	if !w.lazy && w.n-w.queued >= writebackChunk {
 		startWriteback(w.f, w.queued, w.n-w.queued)
 		w.queued = w.n
 	}
@@ -623,6 +656,42 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 	return err
 }
 
+// Eager implements DeferrableWriter.
+func (w *fileWriter) Eager() { w.lazy = false }
+
+// CommitDeferred implements DeferrableWriter.
+func (w *fileWriter) CommitDeferred(ctx context.Context, key string) error {
+	if w.done {
+		return fmt.Errorf("blob: commit after commit or abort")
+	}
+	if w.direct {
+		w.Abort()
+		return fmt.Errorf("blob: deferred commit of a direct writer")
+	}
+	dst, err := w.s.path(key)
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.s.mkdirDurable(filepath.Dir(dst)); err != nil {
+		w.Abort()
+		return fmt.Errorf("blob: mkdir: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		w.Abort()
+		return fmt.Errorf("blob: close: %w", err)
+	}
+	if err := os.Rename(w.f.Name(), dst); err != nil {
+		w.Abort()
+		return fmt.Errorf("blob: rename: %w", err)
+	}
+	w.done = true
+	w.s.mu.Lock()
+	w.s.deferred = append(w.s.deferred, dst)
+	w.s.mu.Unlock()
+	return nil
+}
+
 func (w *fileWriter) Abort() error {
 	if w.done {
 		return nil
@@ -650,44 +719,15 @@ func (r *fileReader) Size() int64 { return r.size }
 // it again (the intake journal holds a copy); a crash of the process
 // alone loses nothing, the page cache being the kernel's.
 func (s *FileStore) PutDeferred(ctx context.Context, key string, data []byte) error {
-	dst, err := s.path(key)
+	w, err := s.CreateDeferrable(ctx)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(dst)
-	if err := s.mkdirDurable(dir); err != nil {
-		return fmt.Errorf("blob: mkdir: %w", err)
+	if _, err := w.Write(data); err != nil {
+		w.Abort()
+		return fmt.Errorf("blob: write: %w", err)
 	}
-	var f *os.File
-	select {
-	case f = <-s.spare:
-		s.unpool(f)
-		s.refill()
-	default:
-		if f, err = createTemp(s.tmp, "w-"); err != nil {
-			return fmt.Errorf("blob: create: %w", err)
-		}
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		startWriteback(f, 0, int64(len(data)))
-	}
-	cerr := f.Close()
-	if werr == nil && cerr == nil {
-		if err := os.Rename(f.Name(), dst); err != nil {
-			werr = fmt.Errorf("blob: rename: %w", err)
-		} else {
-			s.mu.Lock()
-			s.deferred = append(s.deferred, dst)
-			s.mu.Unlock()
-			return nil
-		}
-	}
-	os.Remove(f.Name())
-	if werr != nil {
-		return fmt.Errorf("blob: write: %w", werr)
-	}
-	return fmt.Errorf("blob: close: %w", cerr)
+	return w.CommitDeferred(ctx, key)
 }
 
 // SyncDeferred makes every file PutDeferred stored before the call durable,

@@ -95,6 +95,18 @@ func TestEchoAndStoreWithDCMTK(t *testing.T) {
 
 	study := dicomfile.NewUID()
 	paths := writeStudy(t, 5, synth.Options{Seed: 1, StudyInstanceUID: study})
+	// One instance of 2 MiB: larger than the test hub's intake journal
+	// takes (an eighth of its 8 MiB), so it is stored and fsynced on its own.
+	big := filepath.Join(t.TempDir(), "big.dcm")
+	var bigData bytes.Buffer
+	if _, err := synth.CT(&bigData, synth.Options{Seed: 1, StudyInstanceUID: study, SOPInstanceUID: synth.DerivedUID(1, "series") + ".99",
+		InstanceNumber: 99, Rows: 1024, Columns: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(big, bigData.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths = append(paths, big)
 	// -xi proposes Implicit VR LE, the synthetic files' own syntax, so nothing is converted
 	// on the way; -xy proposes JPEG Baseline for the img2dcm file.
 	testenv.Run(t, "storescu", append([]string{"-xi", "-aec", "IMAGINGHUB", "-aet", "CT01", host, port}, paths...)...)
@@ -107,7 +119,7 @@ func TestEchoAndStoreWithDCMTK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Study.NumberOfStudyRelatedInstances != 6 || st.Study.NumberOfStudyRelatedSeries != 2 ||
+	if st.Study.NumberOfStudyRelatedInstances != 7 || st.Study.NumberOfStudyRelatedSeries != 2 ||
 		strings.Join(st.Study.ModalitiesInStudy, `\`) != `CT\OT` {
 		t.Fatalf("study: %+v", st.Study)
 	}
@@ -145,7 +157,7 @@ func TestEchoAndStoreWithDCMTK(t *testing.T) {
 			testenv.Run(t, "dcmdump", "-q", f)
 		}
 	}
-	if sm := strings.TrimSpace(testenv.Run(t, "dcmdump", "-q", "+P", "0002,0010", mustBlobFile(t, rt, paths[5]))); !strings.Contains(sm, "JPEGBaseline") {
+	if sm := strings.TrimSpace(testenv.Run(t, "dcmdump", "-q", "+P", "0002,0010", mustBlobFile(t, rt, paths[6]))); !strings.Contains(sm, "JPEGBaseline") {
 		t.Errorf("JPEG instance stored with %q", sm)
 	}
 }

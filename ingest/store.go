@@ -193,10 +193,15 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	if _, ok := dicomfile.LookupTransferSyntax(req.TransferSyntaxUID); !ok {
 		return res, fmt.Errorf("%w: transfer syntax %s", ErrUnreadable, req.TransferSyntaxUID)
 	}
-	k := &sink{s: s, ctx: ctx}
+	k := &sink{}
 	if s.Journal != nil {
 		k.buf = journal.GetBuffer(s.journalLimit())
-	} else if k.w, err = s.Blobs.Create(ctx); err != nil {
+		k.w, err = s.deferred.CreateDeferrable(ctx)
+	} else {
+		k.w, err = s.Blobs.Create(ctx)
+	}
+	if err != nil {
+		k.abort()
 		return res, fmt.Errorf("%w: blob store: %v", ErrOutOfResources, err)
 	}
 	committed := false
@@ -246,8 +251,8 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 
 	key := BlobKey(hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, time.Now())
 	committed = true // from here the commit cleans up after itself
-	if k.w == nil {
-		return s.commitJournaled(ctx, req, hdr, key, k.buf)
+	if k.buf != nil {
+		return s.commitJournaled(ctx, req, hdr, key, k.buf, k.w.(blob.DeferrableWriter))
 	}
 	w := k.w
 	size := w.Written()
@@ -259,16 +264,15 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	return s.index(ctx, req, hdr, key, size, false, func() error { return <-blobDone })
 }
 
-// commitJournaled files an instance received whole into buf: its record
-// goes to the intake journal (one durable write) while its file is
-// written through the page cache and its rows are written, to commit
-// without waiting for the disk once both are done; the journal's next
-// checkpoint makes file and rows durable.
-func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfile.Header, key string, buf *journal.Buffer) (Result, error) {
-	data := buf.Bytes()
-	size := int64(len(data))
+// commitJournaled files an instance received whole into buf and written
+// through the page cache by w: its record goes to the intake journal (one
+// durable write) while its file is renamed into place and its rows are
+// written, to commit without waiting for the disk once both are done; the
+// journal's next checkpoint makes file and rows durable.
+func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfile.Header, key string, buf *journal.Buffer, w blob.DeferrableWriter) (Result, error) {
+	size := int64(buf.Len())
 	putDone := make(chan error, 1)
-	go func() { putDone <- s.deferred.PutDeferred(ctx, key, data) }()
+	go func() { putDone <- w.CommitDeferred(ctx, key) }()
 	var seq uint64
 	var aerr error
 	appended := make(chan struct{})
@@ -468,77 +472,37 @@ func atoi(s string) int {
 	return n
 }
 
-// sink receives a file as it arrives: into the intake journal's buffer
-// while it fits there (buf), into a blob writer (w) from the first byte
-// that does not, or from the start without a journal. It remembers a write
-// error of ours, to tell a failure of our disk from a failure of the
-// peer's stream while the data set is copied.
+// sink receives a file as it arrives: into the blob writer w, and while
+// it fits there into the intake journal's buffer (buf; nil without a
+// journal, or once the file is too large for it: the file is then
+// fsynced on its own). It remembers a write error of ours, to tell a
+// failure of our disk from a failure of the peer's stream while the data
+// set is copied.
 type sink struct {
-	s   *Storer
-	ctx context.Context
 	buf *journal.Buffer
 	w   blob.Writer
 	err error
 }
 
 func (k *sink) Write(p []byte) (int, error) {
-	if k.w == nil {
-		if k.buf.Room(len(p)) {
-			return k.buf.Write(p)
-		}
-		if err := k.spill(); err != nil {
-			return 0, err
-		}
-	}
 	n, err := k.w.Write(p)
-	if err != nil && k.err == nil {
-		k.err = err
-	}
-	return n, err
-}
-
-// spill moves the file to a blob writer: it is too large for the journal,
-// and streams to its own file, fsynced on its own.
-func (k *sink) spill() error {
-	w, err := k.s.Blobs.Create(k.ctx)
-	if err == nil {
-		if _, err = w.Write(k.buf.Bytes()); err != nil {
-			w.Abort()
-		}
-	}
 	if err != nil {
-		k.err = err
-		return err
-	}
-	k.buf.Put()
-	k.buf, k.w = nil, w
-	return nil
-}
-
-// ReadFrom reads the rest of the data set from r: straight into the
-// journal's buffer while it fits there.
-func (k *sink) ReadFrom(r io.Reader) (int64, error) {
-	var total int64
-	if k.w == nil {
-		n, err := k.buf.ReadFrom(r)
-		total += n
-		if !errors.Is(err, journal.ErrTooLarge) {
-			return total, err
+		if k.err == nil {
+			k.err = err
 		}
-		if err := k.spill(); err != nil {
-			return total, err
+		return n, err
+	}
+	if k.buf != nil {
+		if k.buf.Room(len(p)) {
+			k.buf.Write(p)
+		} else {
+			k.buf.Put()
+			k.buf = nil
+			k.w.(blob.DeferrableWriter).Eager()
 		}
 	}
-	cp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(cp)
-	n, err := io.CopyBuffer(writerOnly{k}, r, *cp)
-	return total + n, err
+	return n, nil
 }
-
-// writerOnly hides a writer's ReadFrom from io.CopyBuffer.
-type writerOnly struct{ io.Writer }
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // abort drops what the sink holds.
 func (k *sink) abort() {

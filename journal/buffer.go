@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"io"
 	"sync"
 	"unsafe"
 )
@@ -16,8 +15,12 @@ type Buffer struct {
 
 var buffers = sync.Pool{New: func() any { return &Buffer{} }}
 
-// initialBuffer is a new Buffer's capacity.
-const initialBuffer = 64 << 10
+// initialBuffer is a new Buffer's capacity; maxPooled the largest one
+// kept for reuse.
+const (
+	initialBuffer = 64 << 10
+	maxPooled     = 2 << 20
+)
 
 // GetBuffer returns an empty Buffer that takes up to limit bytes.
 func GetBuffer(limit int64) *Buffer {
@@ -29,8 +32,8 @@ func GetBuffer(limit int64) *Buffer {
 
 // Put returns b to the pool; b must not be used after.
 func (b *Buffer) Put() {
-	if cap(b.b) > 16<<20 {
-		b.b = nil
+	if cap(b.b) > maxPooled {
+		b.b = nil // a large instance's buffer is not kept for the next
 	}
 	buffers.Put(b)
 }
@@ -70,32 +73,6 @@ func alignedBuffer(n int) []byte {
 	raw := make([]byte, n+Block)
 	off := (Block - int(uintptr(unsafe.Pointer(&raw[0]))%Block)) % Block
 	return raw[off : off : off+n]
-}
-
-// ReadFrom reads from r into b until r ends (returning a nil error) or b
-// reaches its limit (ErrTooLarge; r may hold more), growing b as needed:
-// data goes from the reader straight into the record's memory.
-func (b *Buffer) ReadFrom(r io.Reader) (int64, error) {
-	var total int64
-	for {
-		// The capacity, a multiple of Block, may exceed the limit.
-		if len(b.b) >= b.limit {
-			return total, ErrTooLarge
-		}
-		if len(b.b) == cap(b.b) {
-			b.grow(min(max(2*cap(b.b), initialBuffer), b.limit))
-		}
-		room := min(cap(b.b), b.limit)
-		n, err := r.Read(b.b[len(b.b):room])
-		b.b = b.b[:len(b.b)+n]
-		total += int64(n)
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
 }
 
 // grow makes b's capacity at least c, rounded up to Block.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/imaginghub/imaginghub/journal"
@@ -1029,89 +1027,6 @@ func TestBuffer(t *testing.T) {
 		}
 		j = reopen(t, j, journal.Options{Size: mib})
 		checkPending(t, j, []rec{{seq, "grown", want}})
-	})
-}
-
-// readFromAsync runs b.ReadFrom(r) in a goroutine, so that a test can
-// bound how long it takes.
-func readFromAsync(b *journal.Buffer, r io.Reader) <-chan readResult {
-	res := make(chan readResult, 1)
-	go func() {
-		n, err := b.ReadFrom(r)
-		res <- readResult{n, err}
-	}()
-	return res
-}
-
-type readResult struct {
-	n   int64
-	err error
-}
-
-// TestBufferReadFrom: ReadFrom takes everything a reader holds up to the
-// buffer's limit, growing the buffer; past the limit it stops with
-// ErrTooLarge, holding exactly the limit, whatever the limit's alignment.
-func TestBufferReadFrom(t *testing.T) {
-	t.Run("shorter than the limit", func(t *testing.T) {
-		data := content(300<<10, 1)
-		for name, r := range map[string]func() io.Reader{
-			"whole":        func() io.Reader { return bytes.NewReader(data) },
-			"byte by byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
-			"data with EOF": func() io.Reader {
-				return iotest.DataErrReader(bytes.NewReader(data))
-			},
-		} {
-			b := journal.GetBuffer(1 << 20)
-			b.Write([]byte("prefix"))
-			res := wait(t, readFromAsync(b, r()), "ReadFrom "+name)
-			if res.err != nil || res.n != int64(len(data)) {
-				t.Errorf("%s: ReadFrom = %d, %v, want %d, nil", name, res.n, res.err, len(data))
-			}
-			if !bytes.Equal(b.Bytes(), append([]byte("prefix"), data...)) {
-				t.Errorf("%s: Bytes() differs from what was read", name)
-			}
-			b.Put()
-		}
-	})
-	t.Run("longer than the limit", func(t *testing.T) {
-		for _, limit := range []int{10000, 64 << 10, 100<<10 + 1, 3 * block} {
-			data := content(limit+5000, limit)
-			r := bytes.NewReader(data)
-			b := journal.GetBuffer(int64(limit))
-			res := wait(t, readFromAsync(b, r), fmt.Sprintf("ReadFrom with limit %d", limit))
-			if !errors.Is(res.err, journal.ErrTooLarge) || res.n != int64(limit) {
-				t.Errorf("limit %d: ReadFrom = %d, %v, want %d, ErrTooLarge", limit, res.n, res.err, limit)
-			}
-			if !bytes.Equal(b.Bytes(), data[:limit]) {
-				t.Errorf("limit %d: Bytes() holds %d bytes, not the first %d read", limit, b.Len(), limit)
-			}
-			if r.Len() != 5000 {
-				t.Errorf("limit %d: %d bytes left in the reader, want 5000", limit, r.Len())
-			}
-			b.Put()
-		}
-	})
-	t.Run("exactly the limit", func(t *testing.T) {
-		data := content(10000, 2)
-		b := journal.GetBuffer(10000)
-		defer b.Put()
-		res := wait(t, readFromAsync(b, bytes.NewReader(data)), "ReadFrom")
-		if res.err != nil && !errors.Is(res.err, journal.ErrTooLarge) {
-			t.Errorf("ReadFrom = %d, %v", res.n, res.err)
-		}
-		if !bytes.Equal(b.Bytes(), data) {
-			t.Error("Bytes() differs from what was read")
-		}
-	})
-	t.Run("reader error", func(t *testing.T) {
-		errRead := errors.New("connection reset")
-		b := journal.GetBuffer(1 << 20)
-		defer b.Put()
-		r := io.MultiReader(bytes.NewReader(content(5000, 3)), iotest.ErrReader(errRead))
-		res := wait(t, readFromAsync(b, r), "ReadFrom")
-		if !errors.Is(res.err, errRead) || res.n != 5000 || b.Len() != 5000 {
-			t.Errorf("ReadFrom = %d, %v (Len %d), want 5000, %v", res.n, res.err, b.Len(), errRead)
-		}
 	})
 }
 
