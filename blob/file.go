@@ -490,9 +490,9 @@ type fileWriter struct {
 	direct  bool
 	refused bool // the filesystem refused a direct write (tests)
 	// lazy: made by CreateDeferrable; no early writeback.
-	lazy bool
-	stage   []byte
-	off     int64
+	lazy  bool
+	stage []byte
+	off   int64
 }
 
 // writebackChunk is how much written data starts its way to the device
