@@ -230,9 +230,6 @@ type DeferrableWriter interface {
 	// once, but durable only once a later SyncDeferred has returned (see
 	// PutDeferred).
 	CommitDeferred(ctx context.Context, key string) error
-	// Eager says the blob will be committed with Commit after all: its
-	// data starts its way to the device as it is written, from now on.
-	Eager()
 }
 
 func (s *FileStore) newWriter(f *os.File) *fileWriter {
@@ -655,9 +652,6 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 	os.Remove(dst)
 	return err
 }
-
-// Eager implements DeferrableWriter.
-func (w *fileWriter) Eager() { w.lazy = false }
 
 // CommitDeferred implements DeferrableWriter.
 func (w *fileWriter) CommitDeferred(ctx context.Context, key string) error {

@@ -193,7 +193,7 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	if _, ok := dicomfile.LookupTransferSyntax(req.TransferSyntaxUID); !ok {
 		return res, fmt.Errorf("%w: transfer syntax %s", ErrUnreadable, req.TransferSyntaxUID)
 	}
-	k := &sink{}
+	k := &sink{s: s, ctx: ctx}
 	if s.Journal != nil {
 		k.buf = journal.GetBuffer(s.journalLimit())
 		k.w, err = s.deferred.CreateDeferrable(ctx)
@@ -474,17 +474,25 @@ func atoi(s string) int {
 
 // sink receives a file as it arrives: into the blob writer w, and while
 // it fits there into the intake journal's buffer (buf; nil without a
-// journal, or once the file is too large for it: the file is then
-// fsynced on its own). It remembers a write error of ours, to tell a
-// failure of our disk from a failure of the peer's stream while the data
-// set is copied.
+// journal). A file that outgrows the journal moves to a writer of its own
+// kind (direct I/O where configured), to be fsynced on its own. It
+// remembers a write error of ours, to tell a failure of our disk from a
+// failure of the peer's stream while the data set is copied.
 type sink struct {
+	s   *Storer
+	ctx context.Context
 	buf *journal.Buffer
 	w   blob.Writer
 	err error
 }
 
 func (k *sink) Write(p []byte) (int, error) {
+	if k.buf != nil && !k.buf.Room(len(p)) {
+		if err := k.outgrow(); err != nil {
+			k.err = err
+			return 0, err
+		}
+	}
 	n, err := k.w.Write(p)
 	if err != nil {
 		if k.err == nil {
@@ -493,15 +501,26 @@ func (k *sink) Write(p []byte) (int, error) {
 		return n, err
 	}
 	if k.buf != nil {
-		if k.buf.Room(len(p)) {
-			k.buf.Write(p)
-		} else {
-			k.buf.Put()
-			k.buf = nil
-			k.w.(blob.DeferrableWriter).Eager()
-		}
+		k.buf.Write(p)
 	}
 	return n, nil
+}
+
+// outgrow moves the file to a blob writer of the store's own kind.
+func (k *sink) outgrow() error {
+	w, err := k.s.Blobs.Create(k.ctx)
+	if err == nil {
+		if _, err = w.Write(k.buf.Bytes()); err != nil {
+			w.Abort()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	k.w.Abort()
+	k.buf.Put()
+	k.buf, k.w = nil, w
+	return nil
 }
 
 // abort drops what the sink holds.
