@@ -48,8 +48,8 @@ func (c *Catalog) StoreInstanceJournaled(ctx context.Context, rec InstanceRecord
 	return c.storeInstance(ctx, rec, policy, txOpts{ready: ready, lazy: true}, outbox)
 }
 
-// SyncIntake records that the intake journal at journal has been
-// checkpointed up to seq, with a durable commit: it returns once that row
+// SyncIntake records that the intake journal named journal (its host and
+// path) has been checkpointed up to seq, with a durable commit: it returns once that row
 // and every commit before it, lazy ones included, are on disk.
 func (c *Catalog) SyncIntake(ctx context.Context, journal string, seq uint64) error {
 	err := c.InTx(ctx, func(tx *Tx) error {

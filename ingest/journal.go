@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/imaginghub/imaginghub/blob"
@@ -65,6 +66,9 @@ func (s *Storer) UseJournal(j *journal.Journal) error {
 		return fmt.Errorf("ingest: the blob store %T cannot defer its fsyncs; the intake journal needs it", s.Blobs)
 	}
 	s.Journal, s.deferred = j, d
+	// Hubs sharing a catalog each record their own journal's checkpoints.
+	host, _ := os.Hostname()
+	s.journalID = host + ":" + j.Path()
 	s.kick = make(chan struct{}, 1)
 	j.Pressure = func() {
 		select {
@@ -84,7 +88,7 @@ func (s *Storer) Checkpoint(ctx context.Context) error {
 		if err := s.deferred.SyncDeferred(ctx); err != nil {
 			return err
 		}
-		return s.Catalog.SyncIntake(ctx, s.Journal.Path(), last)
+		return s.Catalog.SyncIntake(ctx, s.journalID, last)
 	})
 }
 

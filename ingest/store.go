@@ -102,9 +102,10 @@ type Storer struct {
 	// Journal, set by UseJournal, receives every instance small enough
 	// for it (see commitJournaled); nil: each instance is fsynced on its
 	// own.
-	Journal  *journal.Journal
-	deferred deferredBlobs
-	kick     chan struct{} // asks the checkpoint loop for a checkpoint now
+	Journal   *journal.Journal
+	journalID string // host:path, its row in intake_checkpoints
+	deferred  deferredBlobs
+	kick      chan struct{} // asks the checkpoint loop for a checkpoint now
 
 	metrics *metrics
 }

@@ -47,6 +47,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"InvalidInput", testInvalidInput},
 		{"InstanceBlobKeys", testInstanceBlobKeys},
 		{"Reopen", testReopen},
+		{"JournaledStoreAndIntakeCheckpoint", testJournaledStore},
 		{"Closed", testClosed},
 		{"ReadTx", testReadTx},
 		{"StudiesAwaitingStable", testStudiesAwaitingStable},
@@ -1038,6 +1039,40 @@ func testReopen(t *testing.T, newDB NewDB) {
 	// The reopened catalog keeps counting from where it was.
 	mustStore(t, c2, record(1, 3, 1, "CT"))
 	wantCounts(t, mustStudy(t, c2, uid(1)).Study, 3, 11, "CT", "MR")
+}
+
+// An instance stored with a lazy commit is visible at once and survives a
+// reopen; the intake checkpoint row is written and moved forward.
+func testJournaledStore(t *testing.T, newDB NewDB) {
+	u, o := newDB(t)
+	c := open(t, u, o)
+	ctx := ctxT(t)
+	for i := range 3 {
+		if _, err := c.StoreInstanceJournaled(ctx, record(1, 1, i, "CT"), catalog.KeepFirst, nil, event(fmt.Sprint("j", i))); err != nil {
+			t.Fatalf("StoreInstanceJournaled: %v", err)
+		}
+	}
+	wantCounts(t, mustStudy(t, c, uid(1)).Study, 1, 3, "CT")
+	for _, seq := range []uint64{7, 42} {
+		if err := c.SyncIntake(ctx, "host:/data/intake.journal", seq); err != nil {
+			t.Fatalf("SyncIntake(%d): %v", seq, err)
+		}
+	}
+	var seq int64
+	err := c.InTx(ctx, func(tx *catalog.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT seq FROM intake_checkpoints WHERE journal = ?`, "host:/data/intake.journal").Scan(&seq)
+	})
+	if err != nil || seq != 42 {
+		t.Fatalf("intake checkpoint: seq %d, %v; want 42", seq, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := open(t, u, o)
+	wantCounts(t, mustStudy(t, c2, uid(1)).Study, 1, 3, "CT")
+	if got := backlog(t, c2); got != 3 {
+		t.Errorf("OutboxBacklog after reopen = %d, want 3", got)
+	}
 }
 
 func testClosed(t *testing.T, newDB NewDB) {
