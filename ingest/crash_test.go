@@ -160,16 +160,7 @@ func TestKill9DuringTransfer(t *testing.T) {
 			t.Fatalf("temporary file of the cut transfer still there after restart: %s", p)
 		}
 	}
-	for _, sop := range ok {
-		inst, err := rt.Catalog.GetInstance(ctx, sop)
-		if err != nil {
-			t.Fatalf("acknowledged instance %s: %v", sop, err)
-		}
-		b := readBlob(t, rt, inst.BlobKey)
-		if _, h, err := parseStored(b); err != nil || h.SOPInstanceUID != sop {
-			t.Fatalf("acknowledged instance %s unreadable: %v", sop, err)
-		}
-	}
+	requireStored(t, rt, ok)
 	// No index row lacks its file; a file the kill left without its row
 	// (committed, row not yet) is an orphan the check removes.
 	r, err := ingest.CheckArchive(ctx, rt.Catalog, rt.Blobs, ingest.CheckOptions{RemoveOrphans: true, MinAge: time.Nanosecond})
@@ -216,6 +207,22 @@ func storeCT(ctx context.Context, as *dicomnet.Association, study string, i int)
 	st, err := as.Store(ctx, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID,
 		bytes.NewReader(buf.Bytes()[meta.DataSetOffset():]), nil)
 	return meta.MediaStorageSOPInstanceUID, st, err
+}
+
+// requireStored fails the test unless every instance in sops is indexed
+// and its file holds it.
+func requireStored(t *testing.T, rt *hub.Runtime, sops []string) {
+	t.Helper()
+	for _, sop := range sops {
+		inst, err := rt.Catalog.GetInstance(context.Background(), sop)
+		if err != nil {
+			t.Fatalf("acknowledged instance %s: %v", sop, err)
+		}
+		b := readBlob(t, rt, inst.BlobKey)
+		if _, h, err := parseStored(b); err != nil || h.SOPInstanceUID != sop {
+			t.Fatalf("acknowledged instance %s unreadable: %v", sop, err)
+		}
+	}
 }
 
 func parseStored(b []byte) (dicomfile.FileMeta, *dicomfile.Header, error) {

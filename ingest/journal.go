@@ -93,7 +93,8 @@ func (s *Storer) Checkpoint(ctx context.Context) error {
 }
 
 // RunCheckpoints checkpoints every checkpointEvery, and at once when the
-// journal is half full, until ctx ends; then it checkpoints a last time.
+// journal is half full, until ctx ends. The last checkpoint is the
+// owner's, once nothing stores any more (see openJournal).
 func (s *Storer) RunCheckpoints(ctx context.Context) {
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()

@@ -90,16 +90,7 @@ func TestPowerLossReplaysJournal(t *testing.T) {
 	}
 
 	rt, _ = startHub(t, cfg)
-	for _, sop := range acked {
-		inst, err := rt.Catalog.GetInstance(ctx, sop)
-		if err != nil {
-			t.Fatalf("acknowledged instance %s: %v", sop, err)
-		}
-		b := readBlob(t, rt, inst.BlobKey)
-		if _, h, err := parseStored(b); err != nil || h.SOPInstanceUID != sop {
-			t.Fatalf("acknowledged instance %s unreadable: %v", sop, err)
-		}
-	}
+	requireStored(t, rt, acked)
 	st, err := rt.Catalog.GetStudy(ctx, study)
 	if err != nil || st.Study.NumberOfStudyRelatedInstances != 50 || st.Study.NumberOfStudyRelatedSeries != 1 {
 		t.Fatalf("study after replay: %+v, %v", st, err)
