@@ -52,6 +52,10 @@ var ErrTooLarge = errors.New("journal: record larger than the journal allows")
 // ErrInUse is returned by Open when another process has the journal open.
 var ErrInUse = errors.New("journal: in use by another process")
 
+// ErrFull is returned by Append when the ring stayed full for
+// Options.FullTimeout.
+var ErrFull = errors.New("journal: full, and no checkpoint made room")
+
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("journal: closed")
 
@@ -59,7 +63,11 @@ var ErrClosed = errors.New("journal: closed")
 type Options struct {
 	// Size of the file, rounded up to Block; at least 1 MiB.
 	Size int64
-	Log  *slog.Logger
+	// FullTimeout is how long an Append waits for room in a full ring
+	// (checkpoints not keeping up, or failing) before it fails with
+	// ErrFull; 0: 30 s.
+	FullTimeout time.Duration
+	Log         *slog.Logger
 }
 
 // Journal is an open intake journal. Its methods are safe for concurrent
@@ -73,9 +81,10 @@ type Journal struct {
 	// followed by fdatasync. Only the writer of the moment (an append
 	// batch or a checkpoint, which exclude each other through ioMu)
 	// touches it.
-	dfd  int
-	ioMu sync.Mutex
-	log  *slog.Logger
+	dfd         int
+	ioMu        sync.Mutex
+	log         *slog.Logger
+	fullTimeout time.Duration
 
 	mu       sync.Mutex
 	space    *sync.Cond // signalled when the tail moves or the journal closes
@@ -129,7 +138,10 @@ func Open(path string, opts Options) (*Journal, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	j := &Journal{path: path, size: size, log: log, dfd: -1, inFlight: map[uint64]int64{}}
+	j := &Journal{path: path, size: size, log: log, dfd: -1, inFlight: map[uint64]int64{}, fullTimeout: opts.FullTimeout}
+	if j.fullTimeout <= 0 {
+		j.fullTimeout = 30 * time.Second
+	}
 	j.space = sync.NewCond(&j.mu)
 	for attempt := 0; ; attempt++ {
 		f, fresh, err := openFile(path, size, func(f *os.File) error {
@@ -470,6 +482,7 @@ func runLen(run [][]byte) int64 {
 // beforeWait first, without mu, so that written records can be released)
 // while the ring is full. Called with mu held.
 func (j *Journal) reserve(need int64, beforeWait func()) (int64, error) {
+	var deadline time.Time
 	for {
 		if j.closed {
 			return 0, ErrClosed
@@ -494,7 +507,20 @@ func (j *Journal) reserve(need int64, beforeWait func()) (int64, error) {
 		if j.fits(j.headFor(need), need) || j.closed {
 			continue
 		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(j.fullTimeout)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return 0, ErrFull
+		}
+		t := time.AfterFunc(wait, func() {
+			j.mu.Lock()
+			j.space.Broadcast()
+			j.mu.Unlock()
+		})
 		j.space.Wait()
+		t.Stop()
 	}
 }
 

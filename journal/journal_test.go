@@ -454,11 +454,12 @@ func TestCheckpointAtTheEndOfTheFile(t *testing.T) {
 	checkPending(t, j, []rec{next})
 }
 
-// fullRing opens a 1 MiB journal and fills its ring with in-flight
-// records of 15 blocks of data (size bytes), so that one more does not
-// fit. Once arm is called, each Pressure call signals pressured.
-func fullRing(t *testing.T) (j *journal.Journal, recs []rec, size int, arm func(), pressured <-chan struct{}) {
-	j = newJournal(t, mib)
+// fullRing opens a 1 MiB journal (with fullTimeout, if not 0) and fills
+// its ring with in-flight records of 15 blocks of data (size bytes), so
+// that one more does not fit. Once arm is called, each Pressure call
+// signals pressured.
+func fullRing(t *testing.T, fullTimeout time.Duration) (j *journal.Journal, recs []rec, size int, arm func(), pressured <-chan struct{}) {
+	j = openJournal(t, filepath.Join(t.TempDir(), "intake.journal"), journal.Options{Size: mib, FullTimeout: fullTimeout})
 	var armed atomic.Bool
 	ch := make(chan struct{}, 1)
 	j.Pressure = func() {
@@ -501,7 +502,7 @@ func appendAsync(j *journal.Journal, key string, data []byte) <-chan appendResul
 // Append waits (calling Pressure) until a record is released and a
 // checkpoint moves the tail past it.
 func TestAppendWaitsForRoom(t *testing.T) {
-	j, recs, size, arm, pressured := fullRing(t)
+	j, recs, size, arm, pressured := fullRing(t, 0)
 	arm()
 	late := content(size, 99)
 	res := appendAsync(j, "late", late)
@@ -533,10 +534,27 @@ func TestAppendWaitsForRoom(t *testing.T) {
 	checkPending(t, j, append(recs[1:], rec{seq: r.seq, key: "late", data: late}))
 }
 
+// TestAppendFailsWhenFullTooLong: an Append that finds no room for
+// Options.FullTimeout (checkpoints failing) fails with ErrFull rather than
+// waiting forever, and writes nothing.
+func TestAppendFailsWhenFullTooLong(t *testing.T) {
+	j, recs, size, _, _ := fullRing(t, 50*time.Millisecond)
+	began := time.Now()
+	r := wait(t, appendAsync(j, "late", content(size, 99)), "Append into a ring that stays full")
+	if !errors.Is(r.err, journal.ErrFull) {
+		t.Fatalf("Append returned (seq %d, err %v), want ErrFull", r.seq, r.err)
+	}
+	if d := time.Since(began); d < 50*time.Millisecond {
+		t.Errorf("Append gave up after %v, before the 50ms timeout", d)
+	}
+	j = reopen(t, j, journal.Options{Size: mib})
+	checkPending(t, j, recs)
+}
+
 // TestCloseWakesWaitingAppend: an Append waiting for room returns
 // ErrClosed when the journal is closed.
 func TestCloseWakesWaitingAppend(t *testing.T) {
-	j, _, size, arm, pressured := fullRing(t)
+	j, _, size, arm, pressured := fullRing(t, 0)
 	arm()
 	res := appendAsync(j, "late", content(size, 99))
 	wait(t, pressured, "Pressure call from the Append waiting for room")
