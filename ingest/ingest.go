@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/imaginghub/imaginghub/catalog"
 	"github.com/imaginghub/imaginghub/config"
 	"github.com/imaginghub/imaginghub/coord"
@@ -131,6 +133,9 @@ func (s *Storer) openJournal(rt *hub.Runtime, size int64) error {
 		j.Close()
 		return err
 	}
+	register(rt.Registerer(), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "imaginghub_ingest_journal_used_bytes", Help: "Bytes of the intake journal held by records not yet checkpointed.",
+	}, func() float64 { return float64(j.Used()) }))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

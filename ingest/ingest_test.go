@@ -323,9 +323,15 @@ func TestStoreFailuresAndDuplicates(t *testing.T) {
 	if files != 1 {
 		t.Fatalf("%d files in the blob store, want 1", files)
 	}
+	if err := in.Storer.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	body := metrics(t, rt)
 	if !strings.Contains(body, "imaginghub_ingest_duplicates_total 1") {
 		t.Errorf("duplicate not counted:\n%s", grep(body, "imaginghub_ingest"))
+	}
+	if !strings.Contains(body, `imaginghub_ingest_journal_checkpoints_total{outcome="ok"}`) {
+		t.Errorf("journal checkpoint not counted:\n%s", grep(body, "imaginghub_ingest"))
 	}
 }
 

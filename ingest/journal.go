@@ -84,12 +84,24 @@ func (s *Storer) journalLimit() int64 { return min(s.Journal.MaxRecord(), maxJou
 // Checkpoint makes every journaled instance filed so far durable — files
 // and rows — and frees the journal's room they took.
 func (s *Storer) Checkpoint(ctx context.Context) error {
-	return s.Journal.Checkpoint(func(last uint64) error {
+	synced := false
+	began := time.Now()
+	err := s.Journal.Checkpoint(func(last uint64) error {
+		synced = true
 		if err := s.deferred.SyncDeferred(ctx); err != nil {
 			return err
 		}
 		return s.Catalog.SyncIntake(ctx, s.journalID, last)
 	})
+	if m := s.metrics; m != nil && (synced || err != nil) {
+		outcome := "ok"
+		if err != nil {
+			outcome = "failed"
+		}
+		m.checkpoints.WithLabelValues(outcome).Inc()
+		m.checkpointSeconds.Observe(time.Since(began).Seconds())
+	}
+	return err
 }
 
 // RunCheckpoints checkpoints every checkpointEvery, and at once when the

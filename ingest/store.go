@@ -115,6 +115,10 @@ type metrics struct {
 	bytes      prometheus.Counter
 	duplicates prometheus.Counter
 	duration   prometheus.Histogram
+
+	// Intake journal.
+	checkpoints       *prometheus.CounterVec
+	checkpointSeconds prometheus.Histogram
 }
 
 // RegisterMetrics registers the storer's metrics on reg.
@@ -133,6 +137,13 @@ func (s *Storer) RegisterMetrics(reg prometheus.Registerer) {
 			Name: "imaginghub_ingest_store_seconds", Help: "Time to receive, write, index and commit one instance.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imaginghub_ingest_journal_checkpoints_total", Help: "Intake journal checkpoints, by outcome (ok, failed).",
+		}, []string{"outcome"}),
+		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imaginghub_ingest_journal_checkpoint_seconds", Help: "Time to make the journaled instances durable (blob filesystem sync, catalog commit).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 	}
 	if reg != nil {
 		// Several Storers in one process (C-STORE, STOW-RS) share the
@@ -141,6 +152,8 @@ func (s *Storer) RegisterMetrics(reg prometheus.Registerer) {
 		m.bytes = register(reg, m.bytes)
 		m.duplicates = register(reg, m.duplicates)
 		m.duration = register(reg, m.duration)
+		m.checkpoints = register(reg, m.checkpoints)
+		m.checkpointSeconds = register(reg, m.checkpointSeconds)
 	}
 	s.metrics = m
 }
