@@ -355,6 +355,22 @@ func (r *recorder) add(e events.Event, d events.Delivery) int {
 	return len(r.seen)
 }
 
+// distinct is the ids of the events seen, each once, in the order of
+// their first delivery.
+func (r *recorder) distinct() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	seen := map[string]bool{}
+	for _, e := range r.evs {
+		if !seen[e.ID] {
+			seen[e.ID] = true
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
+}
+
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
