@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -101,11 +102,51 @@ func newStorer(rt *hub.Runtime) (*Storer, error) {
 	}
 	s.RegisterMetrics(rt.Registerer())
 	if n := rt.Config.Data.IntakeJournalBytes; n > 0 {
-		if err := s.openJournal(rt, n); err != nil {
-			return nil, err
-		}
+		err = s.openJournal(rt, n)
+	} else {
+		err = s.retireJournal(rt)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+func journalPath(rt *hub.Runtime) string { return filepath.Join(rt.Config.Data.Dir, "intake.journal") }
+
+// retireJournal, with the journal turned off, replays and removes one a
+// previous run left: its records may be instances acknowledged before a
+// power loss.
+func (s *Storer) retireJournal(rt *hub.Runtime) error {
+	path := journalPath(rt)
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	j, err := journal.Open(path, journal.Options{Size: fi.Size(), Log: s.Log})
+	if errors.Is(err, journal.ErrInUse) {
+		return nil // the process that holds it replays it
+	}
+	if err != nil {
+		return &config.Error{Key: "data.intake_journal_bytes", Env: "IMAGINGHUB_DATA_INTAKE_JOURNAL_BYTES", Err: err}
+	}
+	defer func() { s.Journal, s.deferred = nil, nil }()
+	if err := s.UseJournal(j); err != nil {
+		j.Close()
+		return err
+	}
+	if err := s.Replay(context.Background()); err != nil {
+		j.Close()
+		return err
+	}
+	if err := j.Close(); err != nil {
+		return err
+	}
+	s.Log.Info("intake journal turned off: what it held is filed, the file removed", "path", path)
+	return os.Remove(path)
 }
 
 // openJournal opens the intake journal in the data directory, replays what
@@ -113,7 +154,7 @@ func newStorer(rt *hub.Runtime) (*Storer, error) {
 // down. A journal another process of the same data directory holds is
 // left to it: this one fsyncs each instance instead.
 func (s *Storer) openJournal(rt *hub.Runtime, size int64) error {
-	path := filepath.Join(rt.Config.Data.Dir, "intake.journal")
+	path := journalPath(rt)
 	cfgErr := func(err error) error {
 		return &config.Error{Key: "data.intake_journal_bytes", Env: "IMAGINGHUB_DATA_INTAKE_JOURNAL_BYTES", Err: err}
 	}

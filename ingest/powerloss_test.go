@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -30,6 +31,13 @@ func TestPowerLossReplaysJournal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: skipped with -short")
 	}
+	t.Run("journal on", func(t *testing.T) { testPowerLoss(t, false) })
+	// Restarted with the journal turned off, the hub still files what the
+	// journal holds, and removes it.
+	t.Run("journal turned off at restart", func(t *testing.T) { testPowerLoss(t, true) })
+}
+
+func testPowerLoss(t *testing.T, offAtRestart bool) {
 	cfg := hubtest.Config(t)
 	cfg.Database.URL = "" // the emulation rolls the SQLite catalog's files back
 	// Room for every record: no checkpoint may come early.
@@ -89,8 +97,14 @@ func TestPowerLossReplaysJournal(t *testing.T) {
 		t.Fatalf("rolled-back catalog: %+v, %v", st, err)
 	}
 
+	if offAtRestart {
+		cfg.Data.IntakeJournalBytes = 0
+	}
 	rt, _ = startHub(t, cfg)
 	requireStored(t, rt, acked)
+	if _, err := os.Stat(filepath.Join(cfg.Data.Dir, "intake.journal")); offAtRestart != errors.Is(err, os.ErrNotExist) {
+		t.Errorf("intake.journal after a restart with the journal off=%v: %v", offAtRestart, err)
+	}
 	st, err := rt.Catalog.GetStudy(ctx, study)
 	if err != nil || st.Study.NumberOfStudyRelatedInstances != 50 || st.Study.NumberOfStudyRelatedSeries != 1 {
 		t.Fatalf("study after replay: %+v, %v", st, err)
