@@ -467,11 +467,22 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 }
 
 // doubleAck acknowledges msg and waits for the server to confirm, so that
-// a processed message is not redelivered after a lost ack.
+// a processed message is not redelivered after a lost ack. An ack that
+// cannot reach the server (NATS restarting, the connection reconnecting)
+// is tried again within the publish timeout; after that the server
+// redelivers the message after AckWait, and handlers drop the repeat.
 func (c *Consumer) doubleAck(msg jetstream.Msg) {
-	actx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
-	err := msg.DoubleAck(actx)
-	cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), c.bus.opts.PublishTimeout)
+	defer cancel()
+	var err error
+	for attempt := 0; ; attempt++ {
+		if err = msg.DoubleAck(ctx); err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		if sleep(ctx, min(retryDelay(attempt), 500*time.Millisecond)) != nil {
+			break
+		}
+	}
 	c.settle(err)
 	if err == nil {
 		c.bus.metrics.processed(c.spec.Name)

@@ -138,6 +138,43 @@ func TestConsumerResumesAfterReconnect(t *testing.T) {
 	}
 }
 
+// An ack that finds NATS restarting is tried again once the connection is
+// back: the message is settled well before AckWait would bring it again.
+func TestAckRetriedAcrossRestart(t *testing.T) {
+	r := newRestartable(t)
+	b := connect(t, r.url(), events.Options{ReconnectWait: 50 * time.Millisecond, PublishTimeout: 5 * time.Second})
+	ctx := testCtx(t)
+	release := make(chan struct{})
+	var rec recorder
+	c, err := b.Consume(ctx, events.ConsumerSpec{Name: "ack-restart", FilterSubjects: []string{events.TypeStudyStable}, AckWait: 30 * time.Second},
+		func(_ context.Context, e events.Event, d events.Delivery) error {
+			rec.add(e, d)
+			<-release
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if _, err := b.Publish(ctx, mustEvent(t, events.TypeStudyStable, "ack")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "delivery", func() bool { return rec.count() == 1 })
+	// The handler finishes while the server is down: its ack cannot go out.
+	r.stop()
+	eventually(t, 5*time.Second, "client noticing the restart", func() bool { return !b.Conn().IsConnected() })
+	close(release)
+	time.Sleep(300 * time.Millisecond)
+	r.start()
+	eventually(t, 10*time.Second, "ack recorded after the restart", func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	if n := rec.count(); n != 1 {
+		t.Errorf("%d deliveries, want 1", n)
+	}
+}
+
 func TestStartEmbedded(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
