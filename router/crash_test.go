@@ -1,11 +1,9 @@
 package router_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,23 +67,6 @@ func child() int {
 	select {}
 }
 
-func startChild(t *testing.T, env []string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = env
-	cmd.Stderr = os.Stderr
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child: %v", err)
-	}
-	return cmd, strings.TrimSpace(addr)
-}
-
 // TestKill9DuringForwarding: the hub is killed (SIGKILL) while it drains a
 // backlog to storescp and started again on the same data. Nothing is lost;
 // an instance is sent again only if the kill fell between the
@@ -113,7 +94,7 @@ func TestKill9DuringForwarding(t *testing.T) {
 	env := append(append(os.Environ(), childEnv+"=1", childConfigEnv+"="+yaml), cfg.Environ()...)
 	env = append(env, "IMAGINGHUB_HTTP_ADDR=127.0.0.1:0", "IMAGINGHUB_DICOM_ADDR=127.0.0.1:0", "IMAGINGHUB_NATS_LISTEN=")
 
-	cmd, addr := startChild(t, env)
+	cmd, addr := hubtest.StartChild(t, env)
 	const n = 300
 	paths := writeStudy(t, n, synth.Options{Seed: 6, StudyInstanceUID: dicomfile.NewUID(), Rows: 64, Columns: 64})
 	host, p, _ := strings.Cut(addr, ":")
@@ -129,7 +110,7 @@ func TestKill9DuringForwarding(t *testing.T) {
 	if before >= n {
 		t.Fatal("forwarding finished before the kill; nothing was tested")
 	}
-	startChild(t, env)
+	hubtest.StartChild(t, env)
 	got := scp.waitReceived(t, n, 90*time.Second)
 	time.Sleep(500 * time.Millisecond)
 	got = scp.received(t)

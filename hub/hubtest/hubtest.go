@@ -5,10 +5,13 @@
 package hubtest
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +79,25 @@ func Stop(tb testing.TB, rt *hub.Runtime) {
 	if err := rt.Server.Shutdown(ctx); err != nil {
 		tb.Errorf("shutdown: %v", err)
 	}
+}
+
+// StartChild runs the test binary again as a child process with env only
+// (its TestMain runs a hub from the environment and prints one line, its
+// DICOM address, first), and returns the child with that line; the child
+// is killed when the test ends.
+func StartChild(tb testing.TB, env []string) (*exec.Cmd, string) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("child: %v", err)
+	}
+	return cmd, strings.TrimSpace(addr)
 }
