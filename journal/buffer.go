@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"hash/crc32"
 	"sync"
 	"unsafe"
 )
@@ -11,6 +12,7 @@ import (
 type Buffer struct {
 	b     []byte
 	limit int
+	crc   uint32 // CRC-32C of b, kept as it is written (off Append's path)
 }
 
 var buffers = sync.Pool{New: func() any { return &Buffer{} }}
@@ -27,6 +29,7 @@ func GetBuffer(limit int64) *Buffer {
 	b := buffers.Get().(*Buffer)
 	b.b = b.b[:0]
 	b.limit = int(limit)
+	b.crc = 0
 	return b
 }
 
@@ -57,6 +60,7 @@ func (b *Buffer) Write(p []byte) (int, error) {
 		b.grow(max(2*cap(b.b), initialBuffer, need))
 	}
 	b.b = append(b.b, p...)
+	b.crc = crc32.Update(b.crc, castagnoli, p)
 	return len(p), nil
 }
 

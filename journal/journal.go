@@ -15,9 +15,10 @@
 // On disk: two checkpoint slots (one 4 KiB block each, written in turn,
 // the valid one with the higher generation wins), then the ring. A record
 // is one 4 KiB block holding its header and key, followed by its data
-// padded to 4 KiB. Records carry a sequence number and a CRC-32C of
-// header, key and data, so that the end of the log is the first record
-// that is torn, stale (from an earlier lap) or absent.
+// padded to 4 KiB. Records carry a sequence number and CRC-32Cs of
+// header and key and of the data (kept as the data arrives), so that the
+// end of the log is the first record that is torn, stale (from an earlier
+// lap) or absent.
 package journal
 
 import (
@@ -39,7 +40,9 @@ const (
 	ringStart   = 2 * slotSize
 	slotMagic   = "IHJRNL01"
 	recordMagic = 0x49485243 // "IHRC"
-	recordHdr   = 4 + 8 + 2 + 8 + 4
+	// A record's header: magic, sequence number, key length, data length,
+	// CRC-32C of the header (this field zero) and key, CRC-32C of the data.
+	recordHdr = 4 + 8 + 2 + 8 + 4 + 4
 	// MaxKey is the longest key a record takes.
 	MaxKey = Block - recordHdr
 )
@@ -319,11 +322,14 @@ func (j *Journal) readRecord(hdr []byte, off int64, seq uint64) (Record, bool) {
 	}
 	keyLen := int(binary.LittleEndian.Uint16(hdr[12:]))
 	size := int64(binary.LittleEndian.Uint64(hdr[14:]))
-	sum := binary.LittleEndian.Uint32(hdr[22:])
 	if keyLen > MaxKey || size < 0 || size > j.size || off+recordLen(size) > j.size {
 		return Record{}, false
 	}
-	crc := recordCRC(hdr[:22], hdr[recordHdr:recordHdr+keyLen])
+	if headerCRC(hdr, keyLen) != binary.LittleEndian.Uint32(hdr[22:]) {
+		return Record{}, false
+	}
+	sum := binary.LittleEndian.Uint32(hdr[26:])
+	var crc uint32
 	data := make([]byte, min(size, 1<<20))
 	for done := int64(0); done < size; {
 		n := min(int64(len(data)), size-done)
@@ -339,9 +345,13 @@ func (j *Journal) readRecord(hdr []byte, off int64, seq uint64) (Record, bool) {
 	return Record{Seq: seq, Key: string(hdr[recordHdr : recordHdr+keyLen]), off: off, size: size}, true
 }
 
-func recordCRC(fields, key []byte) uint32 {
-	crc := crc32.Update(0, castagnoli, fields)
-	return crc32.Update(crc, castagnoli, key)
+// headerCRC is the CRC-32C of a record's header block up to its key's
+// end, with the header's own CRC field taken as zero.
+func headerCRC(hdr []byte, keyLen int) uint32 {
+	var zero [4]byte
+	crc := crc32.Update(0, castagnoli, hdr[:22])
+	crc = crc32.Update(crc, castagnoli, zero[:])
+	return crc32.Update(crc, castagnoli, hdr[26:recordHdr+keyLen])
 }
 
 // recordLen is the room a record with size bytes of data takes.
@@ -355,6 +365,7 @@ func (j *Journal) MaxRecord() int64 { return (j.size - ringStart) / 8 / Block * 
 type appendReq struct {
 	key  string
 	data []byte // from a Buffer: aligned, with room up to the next Block
+	crc  uint32 // of data, kept by the Buffer as it was written
 	seq  uint64
 	err  error
 	done chan struct{}
@@ -374,7 +385,7 @@ func (j *Journal) Append(key string, b *Buffer) (uint64, error) {
 	if recordLen(int64(len(b.b))) > j.MaxRecord()+Block {
 		return 0, ErrTooLarge
 	}
-	req := &appendReq{key: key, data: b.padded(), done: make(chan struct{})}
+	req := &appendReq{key: key, data: b.padded(), crc: b.crc, done: make(chan struct{})}
 	req.data = req.data[:len(b.b)]
 	j.wmu.Lock()
 	j.queue = append(j.queue, req)
@@ -454,9 +465,9 @@ func (j *Journal) writeBatch(batch []*appendReq) {
 		binary.LittleEndian.PutUint64(hdr[4:], r.seq)
 		binary.LittleEndian.PutUint16(hdr[12:], uint16(len(r.key)))
 		binary.LittleEndian.PutUint64(hdr[14:], uint64(len(r.data)))
+		binary.LittleEndian.PutUint32(hdr[26:], r.crc)
 		copy(hdr[recordHdr:], r.key)
-		crc := recordCRC(hdr[:22], hdr[recordHdr:recordHdr+len(r.key)])
-		binary.LittleEndian.PutUint32(hdr[22:], crc32.Update(crc, castagnoli, r.data))
+		binary.LittleEndian.PutUint32(hdr[22:], headerCRC(hdr, len(r.key)))
 		run = append(run, hdr)
 		if n := need - Block; n > 0 {
 			run = append(run, r.data[:n])

@@ -1192,7 +1192,7 @@ func pendingIn(tb testing.TB, file []byte) int {
 
 // fuzzChunk is how many bytes of each block of a journal file a compact
 // fuzz input holds: enough for a checkpoint slot (44 bytes) and for a
-// record's header (26 bytes) with a short key.
+// record's header (30 bytes) with a short key.
 const fuzzChunk = 64
 
 // expandInput turns a fuzz input into a journal file. An input that
