@@ -603,26 +603,36 @@ func (w *fileWriter) release() {
 
 func (w *fileWriter) Written() int64 { return w.n }
 
-func (w *fileWriter) Commit(ctx context.Context, key string) error {
+// place readies the file to take its name under key: its data all
+// written, the directory made. It aborts the writer on failure.
+func (w *fileWriter) place(key string) (string, error) {
 	if w.done {
-		return fmt.Errorf("blob: commit after commit or abort")
+		return "", fmt.Errorf("blob: commit after commit or abort")
 	}
 	dst, err := w.s.path(key)
 	if err != nil {
 		w.Abort()
-		return err
+		return "", err
 	}
 	if w.direct {
 		if err := w.toBuffered(false); err != nil {
 			w.Abort()
-			return fmt.Errorf("blob: write: %w", err)
+			return "", fmt.Errorf("blob: write: %w", err)
 		}
 	}
-	dir := filepath.Dir(dst)
-	if err := w.s.mkdirDurable(dir); err != nil {
+	if err := w.s.mkdirDurable(filepath.Dir(dst)); err != nil {
 		w.Abort()
-		return fmt.Errorf("blob: mkdir: %w", err)
+		return "", fmt.Errorf("blob: mkdir: %w", err)
 	}
+	return dst, nil
+}
+
+func (w *fileWriter) Commit(ctx context.Context, key string) error {
+	dst, err := w.place(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(dst)
 	// The file takes its name first and then its data and the directory
 	// entry are made durable at the same time: two device flushes in
 	// parallel instead of one after the other. Commit returns only when
@@ -655,21 +665,9 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 
 // CommitDeferred implements DeferrableWriter.
 func (w *fileWriter) CommitDeferred(ctx context.Context, key string) error {
-	if w.done {
-		return fmt.Errorf("blob: commit after commit or abort")
-	}
-	if w.direct {
-		w.Abort()
-		return fmt.Errorf("blob: deferred commit of a direct writer")
-	}
-	dst, err := w.s.path(key)
+	dst, err := w.place(key)
 	if err != nil {
-		w.Abort()
 		return err
-	}
-	if err := w.s.mkdirDurable(filepath.Dir(dst)); err != nil {
-		w.Abort()
-		return fmt.Errorf("blob: mkdir: %w", err)
 	}
 	if err := w.f.Close(); err != nil {
 		w.Abort()

@@ -17,11 +17,7 @@ import (
 //
 //	go test -run '^$' -bench . ./journal
 func BenchmarkDurable512K(b *testing.B) {
-	dir, err := os.MkdirTemp("/var/tmp", "journal-bench-")
-	if err != nil {
-		b.Skipf("no /var/tmp: %v", err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
+	dir := journal.RealDiskDir(b)
 	data := make([]byte, 512<<10)
 	for i := range data {
 		data[i] = byte(i * 31)

@@ -17,17 +17,10 @@ import (
 // writes were not refused (misaligned buffers or offsets would make the
 // journal fall back to the page cache).
 func TestDirectWritesOnRealDisk(t *testing.T) {
-	dir, err := os.MkdirTemp("/var/tmp", "journal-test-")
-	if err != nil {
-		t.Skipf("no /var/tmp: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := RealDiskDir(t)
 	path := filepath.Join(dir, "intake.journal")
 
-	j, err := Open(path, Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := mustOpen(t, path)
 	defer func() { j.Close() }()
 	if j.dfd < 0 {
 		t.Skipf("the filesystem of %s refuses O_DIRECT", dir)
@@ -82,10 +75,7 @@ func TestDirectWritesOnRealDisk(t *testing.T) {
 	}
 	j.Close()
 
-	j, err = Open(path, Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j = mustOpen(t, path)
 	got := j.Pending()
 	if len(got) != len(want) {
 		t.Fatalf("%d records pending, want %d", len(got), len(want))
@@ -107,10 +97,7 @@ func TestDirectWritesOnRealDisk(t *testing.T) {
 // reopen finds every record of it in order.
 func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "intake.journal")
-	j, err := Open(path, Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := mustOpen(t, path)
 	defer func() { j.Close() }()
 	const size = 5000 // three blocks with the header
 	need := recordLen(size)
@@ -195,10 +182,7 @@ func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 	}
 	j.Close()
 
-	j, err = Open(path, Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j = mustOpen(t, path)
 	got := j.Pending()
 	if len(got) != 5 {
 		t.Fatalf("%d records pending, want the 5 of the batch", len(got))
@@ -224,10 +208,7 @@ func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 // hole; then it works again, and a reopen finds exactly what followed.
 func TestFailedWriteStopsAppendsUntilCheckpoint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "intake.journal")
-	j, err := Open(path, Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := mustOpen(t, path)
 	defer func() { j.Close() }()
 	appendRec := func(key string) error {
 		b := GetBuffer(1 << 10)
@@ -268,11 +249,31 @@ func TestFailedWriteStopsAppendsUntilCheckpoint(t *testing.T) {
 		t.Fatalf("append after the checkpoint: %v", err)
 	}
 	j.Close()
-	j, err = Open(path, Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j = mustOpen(t, path)
 	if p := j.Pending(); len(p) != 1 || p[0].Key != "ok-2" {
 		t.Fatalf("pending after reopen: %+v, want only ok-2", p)
 	}
+}
+
+// mustOpen opens a journal of 1 MiB at path.
+func mustOpen(t *testing.T, path string) *Journal {
+	t.Helper()
+	j, err := Open(path, Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// RealDiskDir returns a new directory under /var/tmp, removed when tb
+// ends: unlike /tmp on many systems not a tmpfs, so that direct I/O and
+// fsyncs there cost what they cost on a disk. Without /var/tmp, a
+// temporary directory of the test.
+func RealDiskDir(tb testing.TB) string {
+	dir, err := os.MkdirTemp("/var/tmp", "journal-test-")
+	if err != nil {
+		return tb.TempDir()
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
