@@ -1,6 +1,7 @@
 // Package journal is an intake journal: a preallocated file, used as a
-// ring, into which whole records (a key and its data) are written with one
-// durable device write each, so that a writer can acknowledge what it
+// ring, into which whole records (a key and its data) are written around
+// the page cache and made durable by a device flush shared by every
+// record written meanwhile, so that a writer can acknowledge what it
 // received long before the record's real home (a file of its own, rows in
 // a database) has been made durable the slow way.
 //
@@ -29,6 +30,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,13 +81,12 @@ type Journal struct {
 	path string
 	f    *os.File
 	size int64
-	// dfd, if not -1, writes around the page cache, durable when a write
-	// returns (O_DIRECT|O_DSYNC); otherwise writes go through f and are
-	// followed by fdatasync. Only the writer of the moment (an append
-	// batch or a checkpoint, which exclude each other through ioMu)
-	// touches it.
+	// fd writes through the page cache; dfd, if not -1, around it
+	// (O_DIRECT), used while direct is set. Neither makes a write durable:
+	// a flush (fdatasync) does, for every write that returned before it.
+	fd          int
 	dfd         int
-	ioMu        sync.Mutex
+	direct      atomic.Bool
 	log         *slog.Logger
 	fullTimeout time.Duration
 
@@ -110,9 +111,25 @@ type Journal struct {
 
 	ckMu sync.Mutex // one checkpoint at a time
 
-	wmu     sync.Mutex // guards queue and writing (group commit)
-	queue   []*appendReq
-	writing bool
+	// Appends write their records at the same time and share flushes
+	// (group commit). A record is durable once a flush that began after
+	// its write returned has returned; it is acknowledged only once every
+	// record before it in the ring is durable too, since recovery stops
+	// at the first record it does not find.
+	writing  map[uint64]struct{} // records being written
+	durable  uint64              // every record before this one is durable
+	flushing bool
+	flushed  *sync.Cond // signalled when a flush ends, and when the last append leaves
+	// Once failed, failedFrom is the first record that can never become
+	// durable (its write or a flush failed); it and every later record
+	// fail.
+	failed     bool
+	failedFrom uint64
+	appending  int // appends under way, which Close waits for
+
+	// Tests hold writes and flushes here.
+	hookWrite func(seq uint64) error
+	hookFlush func()
 
 	// Pressure, if set, is called (without locks held) when the ring is
 	// more than half full, so the owner can checkpoint early.
@@ -141,16 +158,17 @@ func Open(path string, opts Options) (*Journal, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	j := &Journal{path: path, size: size, log: log, dfd: -1, inFlight: map[uint64]int64{}, fullTimeout: opts.FullTimeout}
+	j := &Journal{path: path, size: size, log: log, dfd: -1, inFlight: map[uint64]int64{}, writing: map[uint64]struct{}{}, fullTimeout: opts.FullTimeout}
 	if j.fullTimeout <= 0 {
 		j.fullTimeout = 30 * time.Second
 	}
 	j.space = sync.NewCond(&j.mu)
+	j.flushed = sync.NewCond(&j.mu)
 	for attempt := 0; ; attempt++ {
 		f, fresh, err := openFile(path, size, func(f *os.File) error {
 			// A new journal has its first checkpoint before it has its
 			// name.
-			j.f = f
+			j.f, j.fd = f, int(f.Fd())
 			j.head, j.tail = ringStart, ringStart
 			j.nextSeq, j.tailSeq = 1, 1
 			return j.writeSlot()
@@ -158,7 +176,7 @@ func Open(path string, opts Options) (*Journal, error) {
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
-		j.f = f
+		j.f, j.fd = f, int(f.Fd())
 		if fresh {
 			break
 		}
@@ -189,6 +207,7 @@ func Open(path string, opts Options) (*Journal, error) {
 		break
 	}
 	j.dfd = openDirect(path)
+	j.direct.Store(j.dfd >= 0)
 	return j, nil
 }
 
@@ -247,7 +266,11 @@ func (j *Journal) writeSlot() error {
 	j.gen++
 	b := alignedBuffer(slotSize)[:slotSize]
 	slot{gen: j.gen, size: uint64(j.size), tail: uint64(j.tail), tailSeq: j.tailSeq}.encode(b)
-	if err := j.writeDurable([][]byte{b}, int64(j.gen%2)*slotSize); err != nil {
+	err := j.writeAt([][]byte{b}, int64(j.gen%2)*slotSize)
+	if err == nil {
+		err = j.flush()
+	}
+	if err != nil {
 		return fmt.Errorf("journal: write checkpoint: %w", err)
 	}
 	return nil
@@ -362,137 +385,128 @@ func recordLen(size int64) int64 { return Block + (size+Block-1)/Block*Block }
 // drain.
 func (j *Journal) MaxRecord() int64 { return (j.size - ringStart) / 8 / Block * Block }
 
-type appendReq struct {
-	key  string
-	data []byte // from a Buffer: aligned, with room up to the next Block
-	crc  uint32 // of data, kept by the Buffer as it was written
-	seq  uint64
-	err  error
-	done chan struct{}
-}
-
 // Append writes a record durably and returns its sequence number. data
 // must come from a Buffer (aligned, padded room after it). The record
 // stays in flight, holding back checkpoints, until Release(seq): call it
 // once the work the record protects is done or abandoned.
 //
-// Records appended at the same time are written together, with one
-// device write.
+// Records appended at the same time are written side by side and made
+// durable by the same device flush.
 func (j *Journal) Append(key string, b *Buffer) (uint64, error) {
 	if len(key) > MaxKey {
 		return 0, fmt.Errorf("journal: key of %d bytes", len(key))
 	}
-	if recordLen(int64(len(b.b))) > j.MaxRecord()+Block {
+	need := recordLen(int64(len(b.b)))
+	if need > j.MaxRecord()+Block {
 		return 0, ErrTooLarge
 	}
-	req := &appendReq{key: key, data: b.padded(), crc: b.crc, done: make(chan struct{})}
-	req.data = req.data[:len(b.b)]
-	j.wmu.Lock()
-	j.queue = append(j.queue, req)
-	if j.writing {
-		j.wmu.Unlock()
-		<-req.done
-		return req.seq, req.err
-	}
-	j.writing = true
-	for {
-		batch := j.queue
-		j.queue = nil
-		if len(batch) == 0 {
-			j.writing = false
-			j.wmu.Unlock()
-			break
-		}
-		j.wmu.Unlock()
-		j.writeBatch(batch)
-		j.wmu.Lock()
-	}
-	return req.seq, req.err
-}
-
-// writeBatch places the batch's records in the ring, waiting for room,
-// and writes each contiguous run with one durable write.
-func (j *Journal) writeBatch(batch []*appendReq) {
-	var (
-		run      [][]byte
-		runStart int64
-		runReqs  []*appendReq
-	)
-	flush := func() {
-		if len(runReqs) == 0 {
-			return
-		}
-		err := j.writeDurable(run, runStart)
-		if err != nil {
-			err = fmt.Errorf("journal: write: %w", err)
-			j.mu.Lock()
-			for _, r := range runReqs {
-				delete(j.inFlight, r.seq)
-			}
-			j.broken = err
-			j.mu.Unlock()
-		}
-		for _, r := range runReqs {
-			r.err = err
-			close(r.done)
-		}
-		run, runReqs = nil, nil
-	}
-	pressure := false
-	for _, r := range batch {
-		need := recordLen(int64(len(r.data)))
-		j.mu.Lock()
-		off, err := j.reserve(need, flush)
-		if err != nil {
-			j.mu.Unlock()
-			r.err = err
-			close(r.done)
-			continue
-		}
-		r.seq = j.nextSeq
-		j.nextSeq++
-		j.inFlight[r.seq] = off
-		pressure = pressure || j.usedLocked() > (j.size-ringStart)/2
+	j.mu.Lock()
+	off, err := j.reserve(need)
+	if err != nil {
 		j.mu.Unlock()
-		if len(runReqs) > 0 && off != runStart+runLen(run) {
-			flush()
-		}
-		if len(runReqs) == 0 {
-			runStart = off
-		}
-		hdr := alignedBuffer(Block)[:Block]
-		binary.LittleEndian.PutUint32(hdr, recordMagic)
-		binary.LittleEndian.PutUint64(hdr[4:], r.seq)
-		binary.LittleEndian.PutUint16(hdr[12:], uint16(len(r.key)))
-		binary.LittleEndian.PutUint64(hdr[14:], uint64(len(r.data)))
-		binary.LittleEndian.PutUint32(hdr[26:], r.crc)
-		copy(hdr[recordHdr:], r.key)
-		binary.LittleEndian.PutUint32(hdr[22:], headerCRC(hdr, len(r.key)))
-		run = append(run, hdr)
-		if n := need - Block; n > 0 {
-			run = append(run, r.data[:n])
-		}
-		runReqs = append(runReqs, r)
+		return 0, err
 	}
-	flush()
+	seq := j.nextSeq
+	j.nextSeq++
+	j.inFlight[seq] = off
+	j.writing[seq] = struct{}{}
+	j.appending++
+	pressure := j.usedLocked() > (j.size-ringStart)/2
+	j.mu.Unlock()
 	if pressure && j.Pressure != nil {
 		j.Pressure()
 	}
+
+	hdr := alignedBuffer(Block)[:Block]
+	encodeHeader(hdr, seq, key, int64(len(b.b)), b.crc)
+	bufs := [][]byte{hdr}
+	if n := need - Block; n > 0 {
+		bufs = append(bufs, b.padded()[:n])
+	}
+	var werr error
+	if j.hookWrite != nil {
+		werr = j.hookWrite(seq)
+	}
+	if werr == nil {
+		werr = j.writeAt(bufs, off)
+	}
+
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	defer func() {
+		if j.appending--; j.appending == 0 {
+			j.flushed.Broadcast() // for Close
+		}
+	}()
+	delete(j.writing, seq)
+	if werr != nil {
+		j.fail(seq, fmt.Errorf("journal: write: %w", werr))
+	}
+	for {
+		if j.failed && seq >= j.failedFrom {
+			delete(j.inFlight, seq)
+			return 0, j.broken
+		}
+		if seq < j.durable {
+			return seq, nil
+		}
+		// A flush covers the records before the first one still being
+		// written. If that is this one or an earlier one, the earlier
+		// record's writer flushes once it is written.
+		upTo := j.nextSeq
+		for s := range j.writing {
+			upTo = min(upTo, s)
+		}
+		if j.flushing || upTo <= seq {
+			j.flushed.Wait()
+			continue
+		}
+		j.flushing = true
+		j.mu.Unlock()
+		if j.hookFlush != nil {
+			j.hookFlush()
+		}
+		ferr := j.flush()
+		j.mu.Lock()
+		j.flushing = false
+		if ferr != nil {
+			j.fail(j.durable, fmt.Errorf("journal: flush: %w", ferr))
+		} else {
+			j.durable = max(j.durable, upTo)
+		}
+		j.flushed.Broadcast()
+	}
 }
 
-func runLen(run [][]byte) int64 {
-	var n int64
-	for _, b := range run {
-		n += int64(len(b))
+// fail records that the records from seq on cannot become durable: the
+// ring has a hole there (or may have one anywhere after the last flush)
+// that recovery would stop at, so no record may be appended until a
+// checkpoint has passed it. Called with mu held.
+func (j *Journal) fail(seq uint64, err error) {
+	if !j.failed || seq < j.failedFrom {
+		j.failed, j.failedFrom = true, seq
 	}
-	return n
+	if j.broken == nil {
+		j.broken = err
+	}
+	j.flushed.Broadcast() // the records waiting behind it fail
+}
+
+// encodeHeader fills a record's header block.
+func encodeHeader(hdr []byte, seq uint64, key string, size int64, crc uint32) {
+	binary.LittleEndian.PutUint32(hdr, recordMagic)
+	binary.LittleEndian.PutUint64(hdr[4:], seq)
+	binary.LittleEndian.PutUint16(hdr[12:], uint16(len(key)))
+	binary.LittleEndian.PutUint64(hdr[14:], uint64(size))
+	binary.LittleEndian.PutUint32(hdr[26:], crc)
+	copy(hdr[recordHdr:], key)
+	binary.LittleEndian.PutUint32(hdr[22:], headerCRC(hdr, len(key)))
 }
 
 // reserve finds room for need bytes at the head, wrapping to the ring's
-// start when the record does not fit before the end, and waits (calling
-// beforeWait first, without mu, so that written records can be released)
-// while the ring is full. Called with mu held.
-func (j *Journal) reserve(need int64, beforeWait func()) (int64, error) {
+// start when the record does not fit before the end, and waits while the
+// ring is full. Called with mu held.
+func (j *Journal) reserve(need int64) (int64, error) {
 	var deadline time.Time
 	for {
 		if j.closed {
@@ -510,7 +524,6 @@ func (j *Journal) reserve(need int64, beforeWait func()) (int64, error) {
 			return off, nil
 		}
 		j.mu.Unlock()
-		beforeWait()
 		if j.Pressure != nil {
 			j.Pressure()
 		}
@@ -626,7 +639,8 @@ func (j *Journal) Checkpoint(sync func(last uint64) error) error {
 		j.skipOwed = false
 	}
 	if tailSeq == j.nextSeq {
-		j.broken = nil // the ring is empty: the hole is behind the tail
+		// The ring is empty: the hole is behind the tail.
+		j.broken, j.failed = nil, false
 	}
 	j.pending = nil
 	j.space.Broadcast()
@@ -665,17 +679,11 @@ func (j *Journal) Close() error {
 	j.mu.Unlock()
 	j.ckMu.Lock() // wait for a checkpoint being written
 	defer j.ckMu.Unlock()
-	for {
-		j.wmu.Lock() // wait for a batch being written
-		if !j.writing {
-			break
-		}
-		j.wmu.Unlock()
-		time.Sleep(time.Millisecond)
+	j.mu.Lock()
+	for j.appending > 0 {
+		j.flushed.Wait()
 	}
-	defer j.wmu.Unlock()
-	j.ioMu.Lock()
-	defer j.ioMu.Unlock()
+	j.mu.Unlock()
 	if j.dfd >= 0 {
 		closeFD(j.dfd)
 		j.dfd = -1

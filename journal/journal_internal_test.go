@@ -2,27 +2,28 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // TestDirectWritesOnRealDisk runs the journal in a directory of /var/tmp,
 // which unlike /tmp is not a tmpfs on most systems, so that records and
-// checkpoints are written with O_DIRECT|O_DSYNC, and checks that the
-// writes were not refused (misaligned buffers or offsets would make the
-// journal fall back to the page cache).
+// checkpoints are written with O_DIRECT, and checks that the writes were
+// not refused (misaligned buffers or offsets would make the journal fall
+// back to the page cache).
 func TestDirectWritesOnRealDisk(t *testing.T) {
 	dir := RealDiskDir(t)
 	path := filepath.Join(dir, "intake.journal")
 
 	j := mustOpen(t, path)
 	defer func() { j.Close() }()
-	if j.dfd < 0 {
+	if !j.direct.Load() {
 		t.Skipf("the filesystem of %s refuses O_DIRECT", dir)
 	}
 
@@ -70,7 +71,7 @@ func TestDirectWritesOnRealDisk(t *testing.T) {
 			}
 		}
 	}
-	if j.dfd < 0 {
+	if !j.direct.Load() {
 		t.Fatal("direct writes were refused: the journal fell back to the page cache")
 	}
 	j.Close()
@@ -91,10 +92,10 @@ func TestDirectWritesOnRealDisk(t *testing.T) {
 	}
 }
 
-// TestGroupCommitAcrossTheRingEnd: records queued while a write is under
-// way go out together, as one batch; a batch that reaches the end of the
-// ring is written in two runs, the second from the ring's start, and a
-// reopen finds every record of it in order.
+// TestGroupCommitAcrossTheRingEnd: records written while a flush is
+// under way wait for the next one and share it; records placed across the
+// end of the ring (the last ones from its start) are found in order by a
+// reopen.
 func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "intake.journal")
 	j := mustOpen(t, path)
@@ -144,32 +145,34 @@ func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 		}
 	}
 
-	// The first record's write waits on ioMu while four more queue up.
-	j.ioMu.Lock()
+	// The first record's flush is held while four more are written.
+	var flushes atomic.Int32
+	held, release := make(chan struct{}), make(chan struct{})
+	j.hookFlush = func() {
+		if flushes.Add(1) == 1 {
+			close(held)
+			<-release
+		}
+	}
 	first := appendAsync("batch-0", data(0))
+	<-held
 	var rest []<-chan error
 	for i := 1; i <= 4; i++ {
-		for {
-			j.wmu.Lock()
-			writing, queued := j.writing, len(j.queue)
-			j.wmu.Unlock()
-			if writing && queued == i-1 {
-				break
-			}
-			runtime.Gosched()
-		}
 		rest = append(rest, appendAsync(fmt.Sprintf("batch-%d", i), data(i)))
 	}
-	for {
-		j.wmu.Lock()
-		queued := len(j.queue)
-		j.wmu.Unlock()
-		if queued == 4 {
-			break
+	waitFor(t, "the four records written", func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.appending == 5 && len(j.writing) == 0
+	})
+	for i, done := range rest {
+		select {
+		case err := <-done:
+			t.Fatalf("Append batch-%d returned (%v) before a flush that followed its write", i+1, err)
+		default:
 		}
-		runtime.Gosched()
 	}
-	j.ioMu.Unlock()
+	close(release)
 	for i, done := range append([]<-chan error{first}, rest...) {
 		select {
 		case err := <-done:
@@ -180,6 +183,9 @@ func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 			t.Fatalf("Append batch-%d did not return", i)
 		}
 	}
+	if n := flushes.Load(); n != 2 {
+		t.Errorf("%d flushes for the five records, want 2 (the first one's, and one shared by the four written while it ran)", n)
+	}
 	j.Close()
 
 	j = mustOpen(t, path)
@@ -188,14 +194,18 @@ func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 		t.Fatalf("%d records pending, want the 5 of the batch", len(got))
 	}
 	wrapped := false
+	seen := map[int]bool{}
 	for i, r := range got {
 		d, err := j.Read(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Key != fmt.Sprintf("batch-%d", i) || !bytes.Equal(d, data(i)) || (i > 0 && r.Seq != got[i-1].Seq+1) {
-			t.Errorf("pending record %d: seq %d key %q, data equal: %v", i, r.Seq, r.Key, bytes.Equal(d, data(i)))
+		// The four went into the ring in whatever order they came.
+		var k int
+		if _, err := fmt.Sscanf(r.Key, "batch-%d", &k); err != nil || seen[k] || (i == 0) != (k == 0) || !bytes.Equal(d, data(k)) || (i > 0 && r.Seq != got[i-1].Seq+1) {
+			t.Errorf("pending record %d: seq %d key %q, data equal: %v", i, r.Seq, r.Key, err == nil && bytes.Equal(d, data(k)))
 		}
+		seen[k] = true
 		wrapped = wrapped || r.off == ringStart
 	}
 	if !wrapped {
@@ -229,16 +239,14 @@ func TestFailedWriteStopsAppendsUntilCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	j.ioMu.Lock()
-	saved, savedF := j.dfd, j.f
-	j.dfd, j.f = -1, ro
-	j.ioMu.Unlock()
+	saved, direct := j.fd, j.direct.Load()
+	j.fd = int(ro.Fd())
+	j.direct.Store(false)
 	if err := appendRec("lost"); err == nil {
 		t.Fatal("append through a read-only descriptor succeeded")
 	}
-	j.ioMu.Lock()
-	j.dfd, j.f = saved, savedF
-	j.ioMu.Unlock()
+	j.fd = saved
+	j.direct.Store(direct)
 	if err := appendRec("after-hole"); err == nil || !strings.Contains(err.Error(), "unusable until the next checkpoint") {
 		t.Fatalf("append after a failed write: %v", err)
 	}
@@ -276,4 +284,109 @@ func RealDiskDir(tb testing.TB) string {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// A record is acknowledged only once every record before it in the ring
+// is durable (recovery stops at the first record it does not find): a
+// record written after an earlier one that is still being written waits
+// for it, and fails if it fails.
+func TestRecordWaitsForTheOnesBefore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "intake.journal")
+	j := mustOpen(t, path)
+	defer func() { j.Close() }()
+	appendAsync := func(key string) <-chan error {
+		done := make(chan error, 1)
+		b := GetBuffer(1 << 10)
+		b.Write(bytes.Repeat([]byte(key[:1]), 1000))
+		go func() {
+			seq, err := j.Append(key, b)
+			b.Put()
+			if err == nil {
+				j.Release(seq)
+			}
+			done <- err
+		}()
+		return done
+	}
+	var flushes atomic.Int32
+	j.hookFlush = func() { flushes.Add(1) }
+
+	for _, failing := range []bool{false, true} {
+		// The next record's write is held until release says how it ends.
+		j.mu.Lock()
+		first := j.nextSeq
+		j.mu.Unlock()
+		writing, release := make(chan struct{}), make(chan error)
+		j.hookWrite = func(seq uint64) error {
+			if seq != first {
+				return nil
+			}
+			close(writing)
+			return <-release
+		}
+		a := appendAsync("a-first")
+		<-writing
+		before := flushes.Load()
+		b := appendAsync("b-second")
+		waitFor(t, "the second record written", func() bool {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			return j.appending == 2 && len(j.writing) == 1
+		})
+		time.Sleep(20 * time.Millisecond) // room for a wrong acknowledgement
+		select {
+		case err := <-b:
+			t.Fatalf("failing=%v: the second record returned (%v) while the first was being written", failing, err)
+		default:
+		}
+		if n := flushes.Load() - before; n != 0 {
+			t.Errorf("failing=%v: %d flushes while the first record was being written, want none (they could not acknowledge anything)", failing, n)
+		}
+		var cause error
+		if failing {
+			cause = errors.New("device gone")
+		}
+		release <- cause
+		errA, errB := <-a, <-b
+		if !failing {
+			if errA != nil || errB != nil {
+				t.Fatalf("appends: %v, %v", errA, errB)
+			}
+			if n := flushes.Load() - before; n != 1 {
+				t.Errorf("%d flushes for both records, want 1", n)
+			}
+			continue
+		}
+		if !errors.Is(errA, cause) || !errors.Is(errB, cause) {
+			t.Fatalf("with the first write failing: %v, %v; want both to fail with its error", errA, errB)
+		}
+	}
+	j.hookWrite = nil
+	// The hole is passed by a checkpoint; a reopen finds what followed.
+	if err := <-appendAsync("c-refused"); err == nil {
+		t.Fatal("append after a failed write succeeded before a checkpoint")
+	}
+	if err := j.Checkpoint(func(uint64) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-appendAsync("d-after"); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j = mustOpen(t, path)
+	if p := j.Pending(); len(p) != 1 || p[0].Key != "d-after" {
+		t.Fatalf("pending after reopen: %+v, want only d-after", p)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -83,12 +83,11 @@ func syncDir(dir string) error {
 }
 
 // openDirect opens a second descriptor of the journal for writing around
-// the page cache with each write durable when it returns
-// (O_DIRECT|O_DSYNC; fcntl cannot set O_DSYNC). It returns -1 where the
-// filesystem refuses direct I/O: writes then go through the page cache
-// and fdatasync.
+// the page cache (O_DIRECT; fcntl cannot set it on a descriptor that has
+// no buffer alignment to keep). It returns -1 where the filesystem
+// refuses direct I/O: writes then go through the page cache.
 func openDirect(path string) int {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_DIRECT|unix.O_DSYNC|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1
 	}
@@ -97,26 +96,24 @@ func openDirect(path string) int {
 
 func closeFD(fd int) { unix.Close(fd) }
 
-// writeDurable writes bufs at off and returns once they are durable.
-func (j *Journal) writeDurable(bufs [][]byte, off int64) error {
-	j.ioMu.Lock()
-	defer j.ioMu.Unlock()
-	direct := j.dfd >= 0
-	fd := j.dfd
-	if !direct {
-		fd = int(j.f.Fd())
-	}
+// writeAt writes bufs at off, around the page cache while direct is set;
+// flush makes them durable.
+func (j *Journal) writeAt(bufs [][]byte, off int64) error {
 	for len(bufs) > 0 {
+		direct := j.direct.Load()
+		fd := j.fd
+		if direct {
+			fd = j.dfd
+		}
 		n, err := unix.Pwritev(fd, bufs[:min(len(bufs), 1024)], off)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if errors.Is(err, unix.EINVAL) && direct {
 			// The filesystem took O_DIRECT at open but refuses the write.
-			direct, fd = false, int(j.f.Fd())
-			j.log.Info("intake journal: direct I/O refused, writing through the page cache", "err", err)
-			closeFD(j.dfd)
-			j.dfd = -1
+			if j.direct.CompareAndSwap(true, false) {
+				j.log.Info("intake journal: direct I/O refused, writing through the page cache", "err", err)
+			}
 			continue
 		}
 		if err != nil {
@@ -133,8 +130,17 @@ func (j *Journal) writeDurable(bufs [][]byte, off int64) error {
 			n = 0
 		}
 	}
-	if direct {
-		return nil
+	return nil
+}
+
+// flush makes every write that returned before it durable: the file's
+// dirty pages written back, then the device's cache flushed (which on
+// Linux fdatasync does even when nothing is dirty).
+func (j *Journal) flush() error {
+	for {
+		err := unix.Fdatasync(j.fd)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
-	return unix.Fdatasync(fd)
 }
