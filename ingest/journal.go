@@ -22,8 +22,9 @@ import (
 // on most disks fsyncing a newly created file costs several times the
 // write itself (the filesystem commits the new inode, its blocks and the
 // directory entry). With the journal, the whole file goes into a
-// preallocated ring with one durable write, and the Success answer waits
-// only for that; the file is written through the page cache and its rows
+// preallocated ring with one direct write and a device flush shared with
+// the instances arriving meanwhile, and the Success answer waits only for
+// that; the file is written through the page cache and its rows
 // commit without waiting for the disk. Every second, or sooner when half
 // the ring is used, a checkpoint makes all of them durable at once (one
 // syncfs of the blob filesystem, one durable catalog commit) and frees

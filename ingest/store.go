@@ -279,8 +279,9 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 }
 
 // commitJournaled files an instance received whole into buf and written
-// through the page cache by w: its record goes to the intake journal (one
-// durable write) while its file is renamed into place and its rows are
+// through the page cache by w: its record goes to the intake journal (a
+// direct write, and a device flush shared with the records written
+// meanwhile) while its file is renamed into place and its rows are
 // written, to commit without waiting for the disk once both are done; the
 // journal's next checkpoint makes file and rows durable.
 func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfile.Header, key string, buf *journal.Buffer, w blob.DeferrableWriter) (Result, error) {
