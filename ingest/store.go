@@ -291,10 +291,6 @@ func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfil
 	var seq uint64
 	var aerr error
 	appended := make(chan struct{})
-	go func() {
-		seq, aerr = s.Journal.Append(key, buf)
-		close(appended)
-	}()
 	ready := func() error {
 		perr := <-putDone
 		<-appended
@@ -306,7 +302,22 @@ func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfil
 		}
 		return perr
 	}
-	res, err := s.index(ctx, req, hdr, key, size, true, ready)
+	type outcome struct {
+		res Result
+		err error
+	}
+	indexed := make(chan outcome, 1)
+	go func() {
+		res, err := s.index(ctx, req, hdr, key, size, true, ready)
+		indexed <- outcome{res, err}
+	}()
+	// The journal write is what the answer waits for: it starts here, not
+	// in a goroutine that may wait its turn for a processor while the
+	// others run.
+	seq, aerr = s.Journal.Append(key, buf)
+	close(appended)
+	o := <-indexed
+	res, err := o.res, o.err
 	// index has waited for both; the rows are committed or never will be.
 	if aerr == nil {
 		s.Journal.Release(seq)
