@@ -23,7 +23,7 @@
 # relay: what a scale-out DICOM node runs); HUB_COMMAND=serve measures it
 # with every other component consuming the events beside it.
 #
-# Usage: [ROUNDS=3] bash bench/ingest.sh [N_INSTANCES]   (needs dcmtk; gcc)
+# Usage: [ROUNDS=5] bash bench/ingest.sh [N_INSTANCES]   (needs dcmtk; gcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-500}
@@ -85,7 +85,7 @@ start_hub() {
 # deleted until the end, so no peer pays for another's deletions); the
 # ratios are those of the medians over the rounds, because runs on a shared
 # machine vary by 10-30 % from one minute to the next.
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 secs() { python3 -c "print($2-$1)"; }
 
 hub1() { # round
