@@ -303,13 +303,19 @@ func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfil
 		return perr
 	}
 	type outcome struct {
-		res Result
-		err error
+		res      Result
+		err      error
+		panicked any
 	}
 	indexed := make(chan outcome, 1)
 	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				indexed <- outcome{panicked: p}
+			}
+		}()
 		res, err := s.index(ctx, req, hdr, key, size, true, ready)
-		indexed <- outcome{res, err}
+		indexed <- outcome{res: res, err: err}
 	}()
 	// The journal write is what the answer waits for: it starts here, not
 	// in a goroutine that may wait its turn for a processor while the
@@ -317,13 +323,17 @@ func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfil
 	seq, aerr = s.Journal.Append(key, buf)
 	close(appended)
 	o := <-indexed
-	res, err := o.res, o.err
 	// index has waited for both; the rows are committed or never will be.
 	if aerr == nil {
 		s.Journal.Release(seq)
 	}
 	buf.Put()
-	return res, err
+	if o.panicked != nil {
+		// Where it would have gone had index run here: to the DICOM
+		// server, which aborts the association and goes on serving.
+		panic(o.panicked)
+	}
+	return o.res, o.err
 }
 
 // index commits the catalog rows of the instance whose file is (being)

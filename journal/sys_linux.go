@@ -83,8 +83,8 @@ func syncDir(dir string) error {
 }
 
 // openDirect opens a second descriptor of the journal for writing around
-// the page cache (O_DIRECT; fcntl cannot set it on a descriptor that has
-// no buffer alignment to keep). It returns -1 where the filesystem
+// the page cache (O_DIRECT), beside the first, which reads (recovery) and
+// writes where direct I/O is refused. It returns -1 where the filesystem
 // refuses direct I/O: writes then go through the page cache.
 func openDirect(path string) int {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
