@@ -4,8 +4,9 @@
 #   - the hub (imaginghub serve, embedded defaults: SQLite, embedded NATS),
 #   - DCMTK storescp (writes files, indexes nothing),
 #   - Orthanc (Debian package "orthanc"), when installed,
-# in the same run, then 4 storescu processes in parallel against the hub,
-# and one 1 GiB multi-frame instance with the hub's peak RSS.
+# in the same run, then 4 storescu processes in parallel against the hub
+# and against storescp --fork (one process per association), and one 1 GiB
+# multi-frame instance with the hub's peak RSS.
 #
 # Fairness: Debian's DCMTK and Orthanc leave Nagle's algorithm on, which
 # stalls every C-STORE response ~40 ms on loopback. bench/nodelay.c, built
@@ -119,22 +120,36 @@ JSON
   secs "$t0" "$t1"
 }
 
-hub4() { # round: 4 storescu processes, N/4 files each
-  start_hub "$work/hub4.$1"
-  settle; local t0 t1 senders=(); t0=$(now)
+send4() { # port aet: 4 storescu processes at once, N/4 files each
+  local senders=()
   for k in 0 1 2 3; do
     local part=(); for ((i=k; i<N; i+=4)); do part+=("${files[$i]}"); done
-    send "$hub_dicom" IMAGINGHUB "${part[@]}" >&2 & senders+=($!)
+    send "$1" "$2" "${part[@]}" >&2 & senders+=($!)
   done
   wait "${senders[@]}" 2>/dev/null || true
-  t1=$(now)
+}
+
+# storescp with --fork takes the four associations in four processes: what
+# the machine allows four senders and a receiver that only writes files.
+scp4() { # round
+  local p t0 t1 dir="$work/scp4.$1"; p=$(free_port); mkdir -p "$dir"
+  LD_PRELOAD="$LD_PRELOAD_SHIM" storescp --fork -aet STORESCP -od "$dir" "$p" & pids+=($!); local scp_pid=$!
+  wait_port "$p" >&2
+  settle; t0=$(now); send4 "$p" STORESCP; t1=$(now)
+  pkill -P "$scp_pid" 2>/dev/null || true; kill "$scp_pid" 2>/dev/null || true; wait "$scp_pid" 2>/dev/null || true
+  secs "$t0" "$t1"
+}
+
+hub4() { # round: 4 storescu processes, N/4 files each
+  start_hub "$work/hub4.$1"
+  settle; local t0 t1; t0=$(now); send4 "$hub_dicom" IMAGINGHUB; t1=$(now)
   kill "$hub_pid"; wait "$hub_pid" 2>/dev/null || true
   secs "$t0" "$t1"
 }
 
 have_orthanc=false
 command -v Orthanc >/dev/null && have_orthanc=true || echo "Orthanc: not installed (apt-get install orthanc) — skipped"
-declare -a T_hub T_scp T_sync T_orth T_hub4
+declare -a T_hub T_scp T_sync T_orth T_hub4 T_scp4
 for ((r=1; r<=ROUNDS; r++)); do
   echo "-- round $r of $ROUNDS"
   T_hub+=("$(hub1 "$r")");  echo "hub        1 assoc: $(rate "$N" "${T_hub[-1]}" "$bytes")"
@@ -144,23 +159,26 @@ for ((r=1; r<=ROUNDS; r++)); do
     T_orth+=("$(orthanc1 "$r")"); echo "Orthanc    1 assoc: $(rate "$N" "${T_orth[-1]}" "$bytes")"
   fi
   T_hub4+=("$(hub4 "$r")"); echo "hub        4 assoc: $(rate "$N" "${T_hub4[-1]}" "$bytes")"
+  T_scp4+=("$(scp4 "$r")"); echo "storescp   4 assoc: $(rate "$N" "${T_scp4[-1]}" "$bytes")"
 done
 
 echo "== medians of $ROUNDS rounds; ratios of the medians (higher is better for the hub)"
-python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" <<'PY'
+python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" "${T_scp4[*]}" <<'PY'
 import statistics, sys
 n = float(sys.argv[1])
-hub, scp, sync, orth, hub4 = ([float(x) for x in a.split()] for a in sys.argv[2:7])
+hub, scp, sync, orth, hub4, scp4 = ([float(x) for x in a.split()] for a in sys.argv[2:8])
 med = lambda ts: n / statistics.median(ts)
-for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("storescp+fsync", sync), ("Orthanc", orth), ("hub 4 assoc", hub4)):
+for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("storescp+fsync", sync), ("Orthanc", orth), ("hub 4 assoc", hub4), ("storescp 4 assoc", scp4)):
     if ts:
-        print(f"{name:14s} {med(ts):7.1f} inst/s  (rounds: {', '.join(f'{n/t:.0f}' for t in ts)})")
+        print(f"{name:16s} {med(ts):7.1f} inst/s  (rounds: {', '.join(f'{n/t:.0f}' for t in ts)})")
 print(f"hub / storescp throughput:     {med(hub)/med(scp):5.2f}  (target >= 0.70)")
 print(f"  storescp+fsync / storescp:   {med(sync)/med(scp):5.2f}  (what durability alone costs here)")
 print(f"  hub / storescp+fsync:        {med(hub)/med(sync):5.2f}")
 if orth:
     print(f"hub / Orthanc throughput:      {med(hub)/med(orth):5.2f}  (target >= 2.00)")
 print(f"hub 4 assoc / 1 assoc:         {med(hub4)/med(hub):5.2f}  (target >= 1.60)")
+print(f"  storescp 4 assoc / 1 assoc:  {med(scp4)/med(scp):5.2f}  (storescp --fork: four processes, files only)")
+print(f"  hub 4 assoc / storescp 4:    {med(hub4)/med(scp4):5.2f}")
 PY
 
 # --- one 1 GiB multi-frame instance: peak RSS of the hub
