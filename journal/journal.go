@@ -208,13 +208,6 @@ func Open(path string, opts Options) (*Journal, error) {
 	}
 	j.dfd = openDirect(path)
 	j.direct.Store(j.dfd >= 0)
-	if j.dfd >= 0 {
-		// The zeros written at creation and the records read back at
-		// recovery sit in the page cache: hundreds of MiB nobody reads,
-		// and every direct write over them would first have to evict
-		// them.
-		dropCache(j.fd)
-	}
 	return j, nil
 }
 

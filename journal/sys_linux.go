@@ -96,10 +96,6 @@ func openDirect(path string) int {
 
 func closeFD(fd int) { unix.Close(fd) }
 
-// dropCache asks the kernel to drop the file's clean pages from the page
-// cache.
-func dropCache(fd int) { unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED) }
-
 // writeAt writes bufs at off, around the page cache while direct is set;
 // flush makes them durable.
 func (j *Journal) writeAt(bufs [][]byte, off int64) error {

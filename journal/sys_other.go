@@ -50,8 +50,6 @@ func openDirect(path string) int { return -1 }
 
 func closeFD(fd int) {}
 
-func dropCache(fd int) {}
-
 func (j *Journal) writeAt(bufs [][]byte, off int64) error {
 	for _, b := range bufs {
 		if _, err := j.f.WriteAt(b, off); err != nil {
