@@ -172,11 +172,13 @@ for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("storescp+fsync", syn
     if ts:
         print(f"{name:16s} {med(ts):7.1f} inst/s  (rounds: {', '.join(f'{n/t:.0f}' for t in ts)})")
 print(f"hub / storescp throughput:     {med(hub)/med(scp):5.2f}  (target >= 0.70)")
+print(f"  round by round:              {', '.join(f'{s/h:.2f}' for h, s in zip(hub, scp))}")
 print(f"  storescp+fsync / storescp:   {med(sync)/med(scp):5.2f}  (what durability alone costs here)")
 print(f"  hub / storescp+fsync:        {med(hub)/med(sync):5.2f}")
 if orth:
     print(f"hub / Orthanc throughput:      {med(hub)/med(orth):5.2f}  (target >= 2.00)")
 print(f"hub 4 assoc / 1 assoc:         {med(hub4)/med(hub):5.2f}  (target >= 1.60)")
+print(f"  round by round:              {', '.join(f'{h/h4:.2f}' for h, h4 in zip(hub, hub4))}")
 print(f"  storescp 4 assoc / 1 assoc:  {med(scp4)/med(scp):5.2f}  (storescp --fork: four processes, files only)")
 print(f"  hub 4 assoc / storescp 4:    {med(hub4)/med(scp4):5.2f}")
 PY
