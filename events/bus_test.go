@@ -131,17 +131,6 @@ func mustEvent(t *testing.T, typ string, key ...string) events.Event {
 	return e
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func streamInfo(t *testing.T, b *events.Bus, base string) *jetstream.StreamInfo {
 	t.Helper()
 	st, err := b.JetStream().Stream(testCtx(t), b.StreamName(base))
@@ -408,7 +397,7 @@ func testConsumeAck(t *testing.T, h harness) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	eventually(t, 10*time.Second, "3 deliveries settled", func() bool { return rec.count() == 3 && settled(t, c) })
+	testenv.WaitFor(t, "3 deliveries settled", 10*time.Second, func() bool { return rec.count() == 3 && settled(t, c) })
 	for i, d := range rec.seen {
 		if rec.evs[i].Type != events.TypeStudyStable || d.Subject != b.Subject(events.TypeStudyStable) ||
 			d.NumDelivered != 1 || d.Consumer != "archive" || d.Stream != b.StreamName(events.EventsStream) || d.Replay {
@@ -490,7 +479,7 @@ func testConsumeBatch(t *testing.T, h harness) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	eventually(t, 20*time.Second, "every message settled", func() bool {
+	testenv.WaitFor(t, "every message settled", 20*time.Second, func() bool {
 		mu.Lock()
 		done := len(applied) >= n
 		mu.Unlock()
@@ -561,7 +550,7 @@ func testRetryAndDeadLetter(t *testing.T, h harness) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 15*time.Second, "message settled", func() bool { return settled(t, c) && rec.count() >= tc.wantCalls })
+			testenv.WaitFor(t, "message settled", 15*time.Second, func() bool { return settled(t, c) && rec.count() >= tc.wantCalls })
 			time.Sleep(150 * time.Millisecond) // a wrong extra redelivery would show up here
 			if n := rec.count(); n != tc.wantCalls {
 				t.Errorf("handler called %d times, want %d", n, tc.wantCalls)
@@ -657,7 +646,7 @@ func testDeadLetterOps(t *testing.T, h harness) {
 		}
 		return dls
 	}
-	eventually(t, 10*time.Second, "two dead letters", func() bool { return len(list(events.DeadLetterFilter{})) == 2 })
+	testenv.WaitFor(t, "two dead letters", 10*time.Second, func() bool { return len(list(events.DeadLetterFilter{})) == 2 })
 
 	filters := []struct {
 		name string
@@ -688,7 +677,7 @@ func testDeadLetterOps(t *testing.T, h harness) {
 	if err := b.ReplayDeadLetter(ctx, dls[0].Sequence); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
-	eventually(t, 10*time.Second, "replay handled", func() bool { return billing.count() == billingBefore+1 && settled(t, cb) && settled(t, cf) })
+	testenv.WaitFor(t, "replay handled", 10*time.Second, func() bool { return billing.count() == billingBefore+1 && settled(t, cb) && settled(t, cf) })
 	last := billing.seen[len(billing.seen)-1]
 	if !last.Replay || billing.evs[len(billing.evs)-1].ID != e1.ID || last.NumDelivered != 1 {
 		t.Errorf("replayed delivery %+v", last)

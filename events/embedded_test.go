@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"net"
 	"strings"
 	"syscall"
@@ -122,12 +123,12 @@ func TestConsumerResumesAfterReconnect(t *testing.T) {
 		if _, err := b.Publish(ctx, mustEvent(t, events.TypeStudyStable, fmt.Sprint(round))); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, fmt.Sprintf("delivery in round %d", round), func() bool { return len(rec.distinct()) == round+1 })
+		testenv.WaitFor(t, fmt.Sprintf("delivery in round %d", round), 30*time.Second, func() bool { return len(rec.distinct()) == round+1 })
 		r.stop()
 		time.Sleep(200 * time.Millisecond)
 		r.start()
 	}
-	eventually(t, 30*time.Second, "consumer caught up", func() bool {
+	testenv.WaitFor(t, "consumer caught up", 30*time.Second, func() bool {
 		info, err := c.Info(context.Background())
 		return err == nil && info.NumPending == 0
 	})
@@ -159,14 +160,14 @@ func TestAckRetriedAcrossRestart(t *testing.T) {
 	if _, err := b.Publish(ctx, mustEvent(t, events.TypeStudyStable, "ack")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "delivery", func() bool { return rec.count() == 1 })
+	testenv.WaitFor(t, "delivery", 10*time.Second, func() bool { return rec.count() == 1 })
 	// The handler finishes while the server is down: its ack cannot go out.
 	r.stop()
-	eventually(t, 5*time.Second, "client noticing the restart", func() bool { return !b.Conn().IsConnected() })
+	testenv.WaitFor(t, "client noticing the restart", 5*time.Second, func() bool { return !b.Conn().IsConnected() })
 	close(release)
 	time.Sleep(300 * time.Millisecond)
 	r.start()
-	eventually(t, 10*time.Second, "ack recorded after the restart", func() bool {
+	testenv.WaitFor(t, "ack recorded after the restart", 10*time.Second, func() bool {
 		info, err := c.Info(context.Background())
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})

@@ -49,17 +49,17 @@ func TestRESTReadAndSearch(t *testing.T) {
 	testenv.DCMTK(t, "storescu")
 	th := startHub(t, testConfig(t), fhir.Options{})
 	th.sendHL7(t, ormNW)
-	waitFor(t, "ImagingStudy registered", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "ImagingStudy registered", 10*time.Second, func() bool {
 		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil
 	})
 	th.store(t, 2, studyOptions(1, "1", 1))
-	waitFor(t, "ImagingStudy available", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "ImagingStudy available", 10*time.Second, func() bool {
 		st, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil && strings.Contains(string(st.JSON), `"available"`)
 	})
 	th.sendHL7(t, oruF)
-	waitFor(t, "DiagnosticReport", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "DiagnosticReport", 10*time.Second, func() bool {
 		var b map[string]any
 		get(t, th.base+"/DiagnosticReport", &b)
 		return len(entriesOrNone(b)) == 1
@@ -273,7 +273,7 @@ func TestPatientMerge(t *testing.T) {
 	}
 	th.sendHL7(t, adt("FHIR-ADT-1", "A04^ADT_A01", "PID|1||TEST-7001^^^TESTHOSP^MR||Testpatient^Fhir||19800101|F\r"))
 	th.sendHL7(t, ormNW)
-	waitFor(t, "registered study", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "registered study", 10*time.Second, func() bool {
 		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil
 	})
@@ -281,14 +281,14 @@ func TestPatientMerge(t *testing.T) {
 	get(t, th.base+"/ImagingStudy/"+studyUID, &is)
 	old := dig(is, "subject", "reference").(string)
 	var p map[string]any
-	waitFor(t, "the study's patient with the registry's data", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the study's patient with the registry's data", 10*time.Second, func() bool {
 		p = nil
 		get(t, th.base+"/"+old, &p)
 		return dig(p, "name", 0, "family") == "Testpatient" && dig(p, "identifier", 0, "type", "coding", 0, "code") == "MR"
 	})
 	th.sendHL7(t, adt("FHIR-ADT-2", "A04^ADT_A01", "PID|1||TEST-9001^^^TESTHOSP^MR||Testpatient^Fhir||19800101|F\r"))
 	th.sendHL7(t, adt("FHIR-ADT-3", "A40^ADT_A39", "EVN|A40|20260315110000\rPID|1||TEST-9001^^^TESTHOSP^MR||Testpatient^Fhir\rMRG|TEST-7001^^^TESTHOSP^MR\r"))
-	waitFor(t, "study moved to the survivor", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "study moved to the survivor", 10*time.Second, func() bool {
 		is = nil
 		get(t, th.base+"/ImagingStudy/"+studyUID, &is)
 		return dig(is, "subject", "reference") != old
@@ -311,14 +311,14 @@ func TestPatientMerge(t *testing.T) {
 func TestOrderCancelled(t *testing.T) {
 	th := startHub(t, testConfig(t), fhir.Options{})
 	th.sendHL7(t, ormNW)
-	waitFor(t, "registered study", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "registered study", 10*time.Second, func() bool {
 		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil
 	})
 	th.sendHL7(t, "MSH|^~\\&|RIS|TESTHOSP|IMAGINGHUB|RADIOLOGY|20260315094000||ORM^O01|FHIR-ORM-CA|P|2.3.1\r"+
 		"PID|1||TEST-7001^^^TESTHOSP||Testpatient^Fhir\r"+
 		"ORC|CA|PL-7001|FL-7001||CA\r")
-	waitFor(t, "cancelled study and revoked order", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "cancelled study and revoked order", 10*time.Second, func() bool {
 		return len(searchIDs(t, th.base+"/ImagingStudy?status=cancelled")) == 1 &&
 			len(searchIDs(t, th.base+"/ServiceRequest?status=revoked&identifier=PL-7001")) == 1
 	})
@@ -339,7 +339,7 @@ func TestOrderCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the stale event handled", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the stale event handled", 10*time.Second, func() bool {
 		c, err := th.rt.Bus.JetStream().Consumer(t.Context(), ack.Stream, "fhir-orders")
 		if err != nil {
 			return false
@@ -363,7 +363,7 @@ func TestReconciledStudy(t *testing.T) {
 	th := startHub(t, testConfig(t), fhir.Options{})
 	th.sendHL7(t, ormNW)
 	var sr map[string]any
-	waitFor(t, "the order", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the order", 10*time.Second, func() bool {
 		sr = nil
 		get(t, th.base+"/ServiceRequest?identifier=PL-7001", &sr)
 		return len(entriesOrNone(sr)) == 1
@@ -371,7 +371,7 @@ func TestReconciledStudy(t *testing.T) {
 	orderID, _ := strconv.ParseInt(strings.TrimPrefix(dig(sr, "entry", 0, "resource", "id").(string), "order-"), 10, 64)
 	other := "1.2.826.0.1.3680043.10.543.78" // neither its UID nor its accession is the order's
 	th.store(t, 1, synth.Options{Seed: 9, StudyInstanceUID: other, SeriesInstanceUID: other + ".1", PatientID: "WALKIN-1", AccessionNumber: "NOACC"})
-	waitFor(t, "the unmatched study", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the unmatched study", 10*time.Second, func() bool {
 		_, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", other)
 		return err == nil
 	})
@@ -386,7 +386,7 @@ func TestReconciledStudy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var is map[string]any
-	waitFor(t, "the study linked to its order", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the study linked to its order", 10*time.Second, func() bool {
 		is = nil
 		get(t, th.base+"/ImagingStudy/"+other, &is)
 		return dig(is, "basedOn", 0, "reference") == fmt.Sprintf("ServiceRequest/order-%d", orderID)

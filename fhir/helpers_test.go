@@ -165,17 +165,6 @@ func get(t *testing.T, u string, v any) (int, http.Header) {
 	return rsp.StatusCode, rsp.Header
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // received is one request the test EMR accepted.
 type received struct {
 	Method, Path, Query string

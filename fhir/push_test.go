@@ -44,13 +44,13 @@ func TestPushToEMR(t *testing.T) {
 			th := startHub(t, testConfig(t), fhir.Options{Targets: []fhir.Target{emr.target("emr", transaction)}})
 
 			th.sendHL7(t, ormNW)
-			waitFor(t, "registered ImagingStudy at the EMR", 10*time.Second, func() bool {
+			testenv.WaitFor(t, "registered ImagingStudy at the EMR", 10*time.Second, func() bool {
 				is := emr.resources("ImagingStudy")
 				return len(is) > 0 && is[len(is)-1].Body["status"] == "registered"
 			})
 
 			th.store(t, 2, studyOptions(1, "1", 1))
-			waitFor(t, "available ImagingStudy at the EMR", 10*time.Second, func() bool {
+			testenv.WaitFor(t, "available ImagingStudy at the EMR", 10*time.Second, func() bool {
 				is := emr.resources("ImagingStudy")
 				return len(is) > 0 && is[len(is)-1].Body["status"] == "available"
 			})
@@ -89,13 +89,13 @@ func TestPushToEMR(t *testing.T) {
 			}
 
 			th.store(t, 1, studyOptions(2, "2", 2))
-			waitFor(t, "ImagingStudy with two series", 10*time.Second, func() bool {
+			testenv.WaitFor(t, "ImagingStudy with two series", 10*time.Second, func() bool {
 				is := emr.resources("ImagingStudy")
 				return len(is) > 0 && dig(is[len(is)-1].Body, "numberOfSeries") == 2.0 && dig(is[len(is)-1].Body, "numberOfInstances") == 3.0
 			})
 
 			th.sendHL7(t, oruF)
-			waitFor(t, "DiagnosticReport at the EMR", 10*time.Second, func() bool { return len(emr.resources("DiagnosticReport")) > 0 })
+			testenv.WaitFor(t, "DiagnosticReport at the EMR", 10*time.Second, func() bool { return len(emr.resources("DiagnosticReport")) > 0 })
 			dr := emr.resources("DiagnosticReport")[0].Body
 			if dr["status"] != "final" || dig(dr, "presentedForm", 0, "data") == nil {
 				t.Errorf("report: %v", dr)
@@ -103,7 +103,7 @@ func TestPushToEMR(t *testing.T) {
 			if dig(dr, "imagingStudy", 0, "identifier", "value") != "urn:oid:"+studyUID {
 				t.Errorf("report imagingStudy %v", dig(dr, "imagingStudy"))
 			}
-			waitFor(t, "ih.fhir.published events", 10*time.Second, func() bool {
+			testenv.WaitFor(t, "ih.fhir.published events", 10*time.Second, func() bool {
 				for _, p := range th.published() {
 					if p.ResourceType == "DiagnosticReport" && p.Target == "emr" {
 						return true
@@ -148,12 +148,12 @@ func TestTargetOutage(t *testing.T) {
 	emr.setDown(true)
 	start := time.Now()
 	th.store(t, 1, studyOptions(1, "1", 1))
-	waitFor(t, "first version stored", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "first version stored", 10*time.Second, func() bool {
 		st, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil && strings.Contains(string(st.JSON), `"available"`)
 	})
 	th.store(t, 2, studyOptions(2, "2", 2))
-	waitFor(t, "second version stored", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "second version stored", 10*time.Second, func() bool {
 		st, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil && strings.Contains(string(st.JSON), `"numberOfInstances":3`)
 	})
@@ -161,7 +161,7 @@ func TestTargetOutage(t *testing.T) {
 	th.rt.Server.Shutdown(t.Context())
 	th = startHub(t, cfg, opts)
 	th.store(t, 1, studyOptions(3, "3", 3))
-	waitFor(t, "third version stored", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "third version stored", 10*time.Second, func() bool {
 		st, err := th.fhir.Store().Get(t.Context(), "ImagingStudy", studyUID)
 		return err == nil && strings.Contains(string(st.JSON), `"numberOfInstances":4`)
 	})
@@ -170,7 +170,7 @@ func TestTargetOutage(t *testing.T) {
 		t.Fatalf("%d pushes accepted while down", n)
 	}
 	emr.setDown(false)
-	waitFor(t, "the latest version at the EMR", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the latest version at the EMR", 30*time.Second, func() bool {
 		is := emr.resources("ImagingStudy")
 		return len(is) > 0 && dig(is[len(is)-1].Body, "numberOfInstances") == 4.0
 	})
@@ -192,7 +192,7 @@ func TestPushAuthAndRefusal(t *testing.T) {
 	th := startHub(t, testConfig(t), fhir.Options{Targets: []fhir.Target{bearer, oauth}})
 
 	th.store(t, 1, studyOptions(1, "1", 1))
-	waitFor(t, "both targets", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "both targets", 10*time.Second, func() bool {
 		n := 0
 		for _, p := range th.published() {
 			if p.ResourceType == "ImagingStudy" {
@@ -210,7 +210,7 @@ func TestPushAuthAndRefusal(t *testing.T) {
 	emr.mu.Unlock()
 	th.sendHL7(t, oruF)
 	th.store(t, 1, studyOptions(2, "2", 2))
-	waitFor(t, "ImagingStudy version 2 at both targets", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "ImagingStudy version 2 at both targets", 20*time.Second, func() bool {
 		n := 0
 		for _, p := range th.published() {
 			if p.ResourceType == "ImagingStudy" && p.VersionID >= 2 {
@@ -224,7 +224,7 @@ func TestPushAuthAndRefusal(t *testing.T) {
 		t.Errorf("token requests %d (before %d), 401s %d: want a new token after a 401", emr.tokenReq, issued, emr.denied)
 	}
 	emr.mu.Unlock()
-	waitFor(t, "refused report dead-lettered", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "refused report dead-lettered", 10*time.Second, func() bool {
 		dls, err := th.rt.Bus.ListDeadLetters(t.Context(), events.DeadLetterFilter{Consumer: "fhir-push-oauth"})
 		return err == nil && len(dls) == 1 && strings.Contains(dls[0].Error, "422")
 	})

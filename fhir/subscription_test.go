@@ -54,7 +54,7 @@ func TestSubscriptionsRestHook(t *testing.T) {
 
 	th.sendHL7(t, ormNW) // registered: does not match status=available
 	th.store(t, 1, studyOptions(1, "1", 1))
-	waitFor(t, "id-only notification", 10*time.Second, func() bool { return idOnly.count() == 1 })
+	testenv.WaitFor(t, "id-only notification", 10*time.Second, func() bool { return idOnly.count() == 1 })
 	idOnly.mu.Lock()
 	c := idOnly.calls[0]
 	auth := idOnly.auth[0]
@@ -64,7 +64,7 @@ func TestSubscriptionsRestHook(t *testing.T) {
 	}
 
 	th.sendHL7(t, oruF)
-	waitFor(t, "full-resource notification", 10*time.Second, func() bool { return full.count() == 1 })
+	testenv.WaitFor(t, "full-resource notification", 10*time.Second, func() bool { return full.count() == 1 })
 	full.mu.Lock()
 	c = full.calls[0]
 	full.mu.Unlock()
@@ -79,7 +79,7 @@ func TestSubscriptionsRestHook(t *testing.T) {
 	idOnly.fail = true
 	idOnly.mu.Unlock()
 	th.store(t, 1, studyOptions(2, "2", 2))
-	waitFor(t, "subscription in error", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "subscription in error", 10*time.Second, func() bool {
 		got = nil
 		get(t, th.base+"/Subscription/"+subA, &got)
 		return got["status"] == "error" && strings.Contains(got["error"].(string), "500")
@@ -87,7 +87,7 @@ func TestSubscriptionsRestHook(t *testing.T) {
 	idOnly.mu.Lock()
 	idOnly.fail = false
 	idOnly.mu.Unlock()
-	waitFor(t, "retried notification and active subscription", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "retried notification and active subscription", 10*time.Second, func() bool {
 		got = nil
 		get(t, th.base+"/Subscription/"+subA, &got)
 		return idOnly.count() >= 2 && got["status"] == "active" && got["error"] == nil
@@ -127,7 +127,7 @@ func TestSubscriptionTopicBackport(t *testing.T) {
 	    "_payload": {"extension": [{"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content", "valueCode": "full-resource"}]}}}`
 	subID, _ := postSubscription(t, th.base, body)
 	// The handshake comes first and makes the subscription active.
-	waitFor(t, "handshake and active subscription", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "handshake and active subscription", 10*time.Second, func() bool {
 		var got map[string]any
 		get(t, th.base+"/Subscription/"+subID, &got)
 		return hook.count() == 1 && got["status"] == "active"
@@ -141,9 +141,9 @@ func TestSubscriptionTopicBackport(t *testing.T) {
 
 	th.sendHL7(t, ormNW) // registered: filtered out
 	th.store(t, 1, studyOptions(1, "1", 1))
-	waitFor(t, "first topic notification", 10*time.Second, func() bool { return hook.count() >= 2 })
+	testenv.WaitFor(t, "first topic notification", 10*time.Second, func() bool { return hook.count() >= 2 })
 	th.store(t, 1, studyOptions(2, "2", 2))
-	waitFor(t, "second topic notification", 10*time.Second, func() bool { return hook.count() >= 3 })
+	testenv.WaitFor(t, "second topic notification", 10*time.Second, func() bool { return hook.count() >= 3 })
 	hook.mu.Lock()
 	calls := append([]received(nil), hook.calls[1:]...)
 	hook.mu.Unlock()
@@ -197,7 +197,7 @@ func TestNotificationSurvivesRestart(t *testing.T) {
 	defer srv.Close()
 	postSubscription(t, th.base, subscriptionJSON("", "ImagingStudy?status=available", srv.URL+"/notify", "", nil))
 	th.store(t, 1, studyOptions(1, "1", 1))
-	waitFor(t, "the notification to fail", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the notification to fail", 10*time.Second, func() bool {
 		var got map[string]any
 		get(t, th.base+"/Subscription?status=error", &got)
 		return len(entriesOrNone(got)) == 1
@@ -207,5 +207,5 @@ func TestNotificationSurvivesRestart(t *testing.T) {
 	hook.mu.Lock()
 	hook.fail = false
 	hook.mu.Unlock()
-	waitFor(t, "the notification after the restart", 15*time.Second, func() bool { return hook.count() >= 1 })
+	testenv.WaitFor(t, "the notification after the restart", 15*time.Second, func() bool { return hook.count() >= 1 })
 }

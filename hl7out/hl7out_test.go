@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"net"
 	"net/http"
 	"sync"
@@ -82,17 +83,6 @@ func dft(id string) []byte {
 	return []byte("MSH|^~\\&|IMAGINGHUB|IMAGINGHUB|PMS|GENHOSP|20260315100000||DFT^P03^DFT_P03|" + id + "|P|2.5.1\rEVN|P03\rPID|1||PAT-1\rFT1|1|||20260315|20260315|CG|CTHEAD\r")
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestDeliveryRetriesAndOrder(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -126,7 +116,7 @@ func TestDeliveryRetriesAndOrder(t *testing.T) {
 			if err := s.Enqueue(context.Background(), p.addr, dft("M3")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "deliveries", func() bool { return len(p.got()) >= tc.sends })
+			testenv.WaitFor(t, "deliveries", 20*time.Second, func() bool { return len(p.got()) >= tc.sends })
 			time.Sleep(200 * time.Millisecond)
 			got := p.got()
 			if len(got) != tc.sends {
@@ -149,7 +139,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	}
 	base := "http://" + rt.Server.HTTPAddr()
 	var failed []hl7intake.Failed
-	waitFor(t, "dead letter", func() bool {
+	testenv.WaitFor(t, "dead letter", 20*time.Second, func() bool {
 		rsp, err := http.Get(base + "/api/hl7/failed")
 		if err != nil {
 			t.Fatal(err)
@@ -175,7 +165,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	if rsp.StatusCode != http.StatusOK {
 		t.Fatalf("replay: %s", rsp.Status)
 	}
-	waitFor(t, "replayed delivery", func() bool { return len(p.got()) == 4 })
+	testenv.WaitFor(t, "replayed delivery", 20*time.Second, func() bool { return len(p.got()) == 4 })
 	rsp, _ = http.Post(base+"/api/hl7/failed/"+f.ID+"/replay", "", nil)
 	if rsp.StatusCode != http.StatusNotFound {
 		t.Errorf("second replay: %s", rsp.Status)
@@ -216,5 +206,5 @@ func TestQueueFoundByScan(t *testing.T) {
 	if err := hl7out.Enqueue(context.Background(), rt.Bus, p.addr, dft("S1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery found by scan", func() bool { return len(p.got()) == 1 })
+	testenv.WaitFor(t, "delivery found by scan", 20*time.Second, func() bool { return len(p.got()) == 1 })
 }

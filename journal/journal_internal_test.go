@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,7 +161,7 @@ func TestGroupCommitAcrossTheRingEnd(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		rest = append(rest, appendAsync(fmt.Sprintf("batch-%d", i), data(i)))
 	}
-	waitFor(t, "the four records written", func() bool {
+	testenv.WaitFor(t, "the four records written", 20*time.Second, func() bool {
 		j.mu.Lock()
 		defer j.mu.Unlock()
 		return j.appending == 5 && len(j.writing) == 0
@@ -328,7 +329,7 @@ func TestRecordWaitsForTheOnesBefore(t *testing.T) {
 		<-writing
 		before := flushes.Load()
 		b := appendAsync("b-second")
-		waitFor(t, "the second record written", func() bool {
+		testenv.WaitFor(t, "the second record written", 20*time.Second, func() bool {
 			j.mu.Lock()
 			defer j.mu.Unlock()
 			return j.appending == 2 && len(j.writing) == 1
@@ -376,17 +377,5 @@ func TestRecordWaitsForTheOnesBefore(t *testing.T) {
 	j = mustOpen(t, path)
 	if p := j.Pending(); len(p) != 1 || p[0].Key != "d-after" {
 		t.Fatalf("pending after reopen: %+v, want only d-after", p)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

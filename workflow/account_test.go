@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestDFTPatientAccount(t *testing.T) {
 	for _, c := range cases {
 		c.send(c.s)
 		if c.registry != "-" {
-			waitFor(t, c.name+": the ADT applied", 10*time.Second, func() bool {
+			testenv.WaitFor(t, c.name+": the ADT applied", 10*time.Second, func() bool {
 				var ps []struct {
 					Account *struct{ IDNumber string }
 				}
@@ -101,7 +102,7 @@ func TestDFTPatientAccount(t *testing.T) {
 		}
 		return nil
 	}
-	waitFor(t, "a DFT^P03 per procedure", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "a DFT^P03 per procedure", 30*time.Second, func() bool {
 		for _, c := range cases {
 			if dftOf(c.s.patientID) == nil {
 				return false

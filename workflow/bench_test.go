@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"slices"
 	"sync"
 	"testing"
@@ -91,7 +92,7 @@ func BenchmarkMPPSCompletedToDFT(b *testing.B) {
 		s := newScenario(n)
 		sendHL7(b, p.hl7.Addr(), s.orm())
 		var items []dicomjson.DataSet
-		waitFor(b, "worklist item", 20*time.Second, func() bool {
+		testenv.WaitFor(b, "worklist item", 20*time.Second, func() bool {
 			got, err := worklist.Find(ctx, as, worklist.Query{AccessionNumber: s.accession}.DataSet())
 			items = got
 			return err == nil && len(got) == 1
@@ -145,7 +146,7 @@ func BenchmarkStableToReconciled(b *testing.B) {
 	}
 	at := func(key string) time.Time {
 		var t time.Time
-		waitFor(b, key, 20*time.Second, func() bool {
+		testenv.WaitFor(b, key, 20*time.Second, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			var ok bool

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -334,7 +335,7 @@ func TestKilledDay(t *testing.T) {
 	p.start(replayEnv + "=1")
 	// The child's metrics show the workflow consumers handling the whole
 	// history again: every charge posted, every procedure step.
-	waitFor(t, "every event delivered again", 90*time.Second, func() bool {
+	testenv.WaitFor(t, "every event delivered again", 90*time.Second, func() bool {
 		_, _, h := p.addrs()
 		// (Not every study turns stable: with in-process coordination a
 		// kill loses the stability timers armed; MPPS COMPLETED reconciles

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -145,17 +146,6 @@ func (p *peer) distinct() map[string]*hl7.Message {
 	return out
 }
 
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // testConfig is a hub configuration with quick study stability and the
 // peers' addresses.
 func testConfig(t testing.TB, ris, pms *peer) config.Config {
@@ -262,7 +252,7 @@ func (s scenario) acquire(t testing.TB, as *dicomnet.Association, n int) string 
 	t.Helper()
 	ctx := context.Background()
 	var items []dicomjson.DataSet
-	waitFor(t, "worklist item", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "worklist item", 20*time.Second, func() bool {
 		var err error
 		items, err = worklist.Find(ctx, as, worklist.Query{AccessionNumber: s.accession}.DataSet())
 		return err == nil && len(items) == 1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"net/http"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func storeStudy(t testing.TB, as *dicomnet.Association, s scenario, name string,
 func orderID(t testing.TB, c *catalog.Catalog, placer string) int64 {
 	t.Helper()
 	var id int64
-	waitFor(t, "order "+placer, 10*time.Second, func() bool {
+	testenv.WaitFor(t, "order "+placer, 10*time.Second, func() bool {
 		err := c.InReadTx(context.Background(), func(tx *catalog.ReadTx) error {
 			return tx.QueryRowContext(context.Background(), `SELECT id FROM orders WHERE placer_order_number = ?`, placer).Scan(&id)
 		})
@@ -73,13 +74,13 @@ func TestUnmatchedQueue(t *testing.T) {
 	manual.accession = "SCANNER-TYPO"
 	storeStudy(t, as, late, "LATE^ORDER", 1)
 	storeStudy(t, as, manual, "BY^HAND", 1)
-	waitFor(t, "both studies queued", 20*time.Second, func() bool { return inQueue(t, base, late.studyUID) && inQueue(t, base, manual.studyUID) })
+	testenv.WaitFor(t, "both studies queued", 20*time.Second, func() bool { return inQueue(t, base, late.studyUID) && inQueue(t, base, manual.studyUID) })
 
 	// The order of the first arrives after its study: matched by
 	// accession (no Study UID in this order).
 	orm := bytes.Replace(late.orm(), []byte("ZDS|"+late.studyUID+"^100^Application^DICOM\r"), nil, 1)
 	sendHL7(t, p.hl7.Addr(), orm)
-	waitFor(t, "late order reconciles its study", 20*time.Second, func() bool { return !inQueue(t, base, late.studyUID) })
+	testenv.WaitFor(t, "late order reconciles its study", 20*time.Second, func() bool { return !inQueue(t, base, late.studyUID) })
 	if got := findStudy(t, as, late.studyUID); got["PatientName"] != wantName {
 		t.Errorf("late study after its order: %v", got)
 	}
@@ -143,15 +144,15 @@ func TestPatientChangesAndReversal(t *testing.T) {
 	as := dialDICOM(t, p.in.Addr())
 	defer as.Release(context.Background())
 	s.acquire(t, as, 1)
-	waitFor(t, "reconciled", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["PatientName"] == wantName })
-	waitFor(t, "charge", 20*time.Second, func() bool { return len(pms.distinct()) == 1 })
+	testenv.WaitFor(t, "reconciled", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["PatientName"] == wantName })
+	testenv.WaitFor(t, "charge", 20*time.Second, func() bool { return len(pms.distinct()) == 1 })
 
 	a08 := seg(fmt.Sprintf(`MSH|^~\&|HIS|GENHOSP|IMAGINGHUB|RADIOLOGY|%s100000||ADT^A08|A08-31|P|2.5`, s.today),
 		fmt.Sprintf(`EVN|A08|%s100000`, s.today),
 		fmt.Sprintf(`PID|1||%s^^^%s^MR||Synthetic^Sarah||19800102|F`, s.patientID, s.issuer))
 	sendHL7(t, p.hl7.Addr(), a08)
 	var got map[string]string
-	waitFor(t, "A08 in C-FIND", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "A08 in C-FIND", 20*time.Second, func() bool {
 		got = findStudy(t, as, s.studyUID)
 		// An empty component is "no change" (HL7 2.5.1 §2.5.3): the
 		// middle name stays.
@@ -162,7 +163,7 @@ func TestPatientChangesAndReversal(t *testing.T) {
 		fmt.Sprintf(`PID|1||SURVIVOR-31^^^%s^MR||Synthetic^Sarah||19800102|F`, s.issuer),
 		fmt.Sprintf(`MRG|%s^^^%s^MR`, s.patientID, s.issuer))
 	sendHL7(t, p.hl7.Addr(), a40)
-	waitFor(t, "A40 in C-FIND", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["PatientID"] == "SURVIVOR-31" })
+	testenv.WaitFor(t, "A40 in C-FIND", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["PatientID"] == "SURVIVOR-31" })
 	var meta []map[string]any
 	httpJSON(t, "GET", base+"/dicomweb/studies/"+s.studyUID+"/metadata", nil, &meta)
 	if len(meta) != 1 || fmt.Sprint(meta[0]["00100020"]) != "map[Value:[SURVIVOR-31] vr:LO]" {
@@ -175,7 +176,7 @@ func TestPatientChangesAndReversal(t *testing.T) {
 	xo = bytes.Replace(xo, []byte("ORC|NW|"), []byte("ORC|XO|"), 1)
 	xo = bytes.Replace(xo, []byte("|"+s.accession+"|"), []byte("|ACC-31-FIXED|"), 1)
 	sendHL7(t, p.hl7.Addr(), xo)
-	waitFor(t, "XO in C-FIND", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["AccessionNumber"] == "ACC-31-FIXED" })
+	testenv.WaitFor(t, "XO in C-FIND", 20*time.Second, func() bool { return findStudy(t, as, s.studyUID)["AccessionNumber"] == "ACC-31-FIXED" })
 	if got := findStudy(t, as, s.studyUID); got["PatientID"] != "SURVIVOR-31" {
 		t.Errorf("order update undid the merge: %v", got)
 	}
@@ -185,7 +186,7 @@ func TestPatientChangesAndReversal(t *testing.T) {
 		sendHL7(t, p.hl7.Addr(), seg(fmt.Sprintf(`MSH|^~\&|RIS|GENHOSP|IMAGINGHUB|RADIOLOGY|%s120000||ORM^O01|CA-31-%d|P|2.3.1`, s.today, i),
 			fmt.Sprintf(`PID|1||SURVIVOR-31^^^%s`, s.issuer), fmt.Sprintf(`ORC|CA|%s|%s||CA`, s.placer, s.filler)))
 	}
-	waitFor(t, "credit", 20*time.Second, func() bool { return len(pms.distinct()) == 2 })
+	testenv.WaitFor(t, "credit", 20*time.Second, func() bool { return len(pms.distinct()) == 2 })
 	time.Sleep(500 * time.Millisecond)
 	var types []string
 	for _, m := range pms.distinct() {
@@ -217,7 +218,7 @@ func TestHeuristicMatchAndBillingOnReconcile(t *testing.T) {
 	scanned := newScenario(42) // its own Study UID and accession
 	scanned.patientID = order.patientID
 	storeStudy(t, as, scanned, "GUESSED^PATIENT", 1)
-	waitFor(t, "heuristic match", 20*time.Second, func() bool { return findStudy(t, as, scanned.studyUID)["PatientName"] == wantName })
+	testenv.WaitFor(t, "heuristic match", 20*time.Second, func() bool { return findStudy(t, as, scanned.studyUID)["PatientName"] == wantName })
 	if got := findStudy(t, as, scanned.studyUID); got["AccessionNumber"] != order.accession {
 		t.Errorf("accession after heuristic match: %v", got)
 	}
@@ -232,7 +233,7 @@ func TestHeuristicMatchAndBillingOnReconcile(t *testing.T) {
 	if !found {
 		t.Errorf("timeline does not say heuristic: %+v", tl)
 	}
-	waitFor(t, "charge on reconciliation", 20*time.Second, func() bool { return len(pms.distinct()) == 1 })
+	testenv.WaitFor(t, "charge on reconciliation", 20*time.Second, func() bool { return len(pms.distinct()) == 1 })
 	// More instances make the study stable again: no second charge.
 	scanned.n = 43
 	storeStudy(t, as, scanned, "GUESSED^PATIENT", 1)
@@ -258,7 +259,7 @@ func TestReports(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	storeStudy(t, as, stat, "X^Y", 1)
 	var tasks []workflow.ReadingTask
-	waitFor(t, "two reading tasks", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "two reading tasks", 20*time.Second, func() bool {
 		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
 		return len(tasks) == 2
 	})
@@ -277,7 +278,7 @@ func TestReports(t *testing.T) {
 	for i, st := range steps {
 		sendHL7(t, p.hl7.Addr(), routine.oru(st.status, i))
 		var status string
-		waitFor(t, "report "+st.status, 10*time.Second, func() bool {
+		testenv.WaitFor(t, "report "+st.status, 10*time.Second, func() bool {
 			var n int
 			rt.Catalog.InReadTx(context.Background(), func(tx *catalog.ReadTx) error {
 				tx.QueryRowContext(context.Background(), `SELECT count(*) FROM workflow_audit WHERE study_instance_uid = ? AND kind = 'reported'`,

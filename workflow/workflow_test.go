@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/imaginghub/imaginghub/internal/testenv"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -39,7 +40,7 @@ func TestWholeDay(t *testing.T) {
 	s.acquire(t, as, 2)
 
 	// Reconciled: the catalog answers with the HIS's values.
-	waitFor(t, "reconciled study in C-FIND", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "reconciled study in C-FIND", 20*time.Second, func() bool {
 		return findStudy(t, as, s.studyUID)["PatientName"] == wantName
 	})
 	got := findStudy(t, as, s.studyUID)
@@ -81,13 +82,13 @@ func TestWholeDay(t *testing.T) {
 	}
 
 	// Exactly one DFT^P03, a charge (FT1-6 CG) for the ordered procedure.
-	waitFor(t, "DFT^P03", 20*time.Second, func() bool { return len(pms.distinct()) >= 1 })
+	testenv.WaitFor(t, "DFT^P03", 20*time.Second, func() bool { return len(pms.distinct()) >= 1 })
 	// RIS: in process, completed, images available.
-	waitFor(t, "order status messages", 20*time.Second, func() bool { return len(ris.distinct()) >= 3 })
+	testenv.WaitFor(t, "order status messages", 20*time.Second, func() bool { return len(ris.distinct()) >= 3 })
 
 	// ORU final completes the reading task.
 	var tasks []workflow.ReadingTask
-	waitFor(t, "reading task", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "reading task", 10*time.Second, func() bool {
 		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
 		return len(tasks) == 1
 	})
@@ -95,7 +96,7 @@ func TestWholeDay(t *testing.T) {
 		t.Errorf("reading task %+v", tasks[0])
 	}
 	sendHL7(t, p.hl7.Addr(), s.oru("F", 1))
-	waitFor(t, "report done", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "report done", 10*time.Second, func() bool {
 		httpJSON(t, "GET", base+"/api/reports/worklist", nil, &tasks)
 		return len(tasks) == 0
 	})

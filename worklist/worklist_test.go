@@ -347,14 +347,14 @@ func TestOrdersToWorklistWithFindscu(t *testing.T) {
 
 	// ADT: the visit's location reaches the items of that visit.
 	th.send(t, adt)
-	waitFor(t, "current patient location", func() bool {
+	testenv.WaitFor(t, "current patient location", 20*time.Second, func() bool {
 		sets, err := worklist.Find(context.Background(), as, worklist.Query{AccessionNumber: "WACC-1"}.DataSet())
 		return err == nil && len(sets) == 1 && sets[0].String(tag(0x0038, 0x0300)) != "" && sets[0].String(tPatientName) == "Sample^Anna^Maria"
 	})
 
 	// A cancelled order leaves the worklist.
 	th.send(t, ormCancel)
-	waitFor(t, "cancelled order gone", func() bool {
+	testenv.WaitFor(t, "cancelled order gone", 20*time.Second, func() bool {
 		sets := findscu(t, th.dicom, nil, k("ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT01_AE")...)
 		return slices.Equal(keysOf(sets), []string{"WACC-1/WSPS-1"})
 	})
@@ -362,22 +362,11 @@ func TestOrdersToWorklistWithFindscu(t *testing.T) {
 
 func waitItems(t *testing.T, th *testHub, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d items", n), func() bool {
+	testenv.WaitFor(t, fmt.Sprintf("%d items", n), 20*time.Second, func() bool {
 		var list struct{ Items []worklist.Item }
 		th.do(t, "GET", "/api/worklist/items", nil, &list)
 		return len(list.Items) == n
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
