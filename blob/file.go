@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/durable"
 	"io"
 	"io/fs"
 	"iter"
@@ -463,7 +464,7 @@ func (s *FileStore) syncDir(dir string) error {
 		return nil
 	}
 	s.dirFsyncs.Add(1)
-	if err := fsyncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		// Some filesystems refuse fsync on a directory; rename is still
 		// atomic there and there is nothing more we can do.
 		if errors.Is(err, syscall.EINVAL) {

@@ -39,20 +39,6 @@ func createTemp(dir, prefix string) (*os.File, error) {
 // the generator need not be cryptographic (and makes no system call).
 func randomHex() string { return strconv.FormatUint(rand.Uint64(), 16) }
 
-// fsyncDir makes the entries of dir durable.
-func fsyncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	err = unix.Fsync(fd)
-	unix.Close(fd)
-	if err != nil {
-		return &os.PathError{Op: "sync", Path: dir, Err: err}
-	}
-	return nil
-}
-
 // startWriteback asks the kernel to begin writing [off, off+n) of f to the
 // device without waiting, so that the fsync at commit finds most of a large
 // file already written. Errors are ignored: the fsync reports them.

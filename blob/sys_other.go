@@ -4,20 +4,12 @@ package blob
 
 import (
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/durable"
 	"os"
 	"path/filepath"
 )
 
 func createTemp(dir, prefix string) (*os.File, error) { return os.CreateTemp(dir, prefix+"*") }
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
 
 func startWriteback(f *os.File, off, n int64) {}
 
@@ -42,7 +34,7 @@ func syncFiles(root string, files []string) error {
 		dirs[filepath.Dir(name)] = true
 	}
 	for d := range dirs {
-		if err := fsyncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"github.com/imaginghub/imaginghub/internal/durable"
 	"os"
 	"path/filepath"
 
@@ -56,7 +57,7 @@ func openFile(path string, size int64, init func(*os.File) error) (f *os.File, f
 	if err := os.Rename(tmp, path); err != nil {
 		return fail("rename", err)
 	}
-	return f, true, syncDir(filepath.Dir(path))
+	return f, true, durable.SyncDir(filepath.Dir(path))
 }
 
 // lock takes an exclusive lock on the journal: one process writes it.
@@ -66,18 +67,6 @@ func lock(f *os.File) error {
 			return fmt.Errorf("%w: %s", ErrInUse, f.Name())
 		}
 		return &os.PathError{Op: "flock", Path: f.Name(), Err: err}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return &os.PathError{Op: "fsync", Path: dir, Err: err}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ package journal
 
 import (
 	"errors"
+	"github.com/imaginghub/imaginghub/internal/durable"
 	"os"
 	"path/filepath"
 )
@@ -39,11 +40,7 @@ func openFile(path string, size int64, init func(*os.File) error) (*os.File, boo
 		os.Remove(tmp)
 		return nil, false, err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return f, true, nil
+	return f, true, durable.SyncDir(filepath.Dir(path))
 }
 
 func openDirect(path string) int { return -1 }
