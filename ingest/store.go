@@ -302,20 +302,20 @@ func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfil
 		}
 		return perr
 	}
-	type outcome struct {
+	type filed struct {
 		res      Result
 		err      error
 		panicked any
 	}
-	indexed := make(chan outcome, 1)
+	indexed := make(chan filed, 1)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				indexed <- outcome{panicked: p}
+				indexed <- filed{panicked: p}
 			}
 		}()
 		res, err := s.index(ctx, req, hdr, key, size, true, ready)
-		indexed <- outcome{res: res, err: err}
+		indexed <- filed{res: res, err: err}
 	}()
 	// The journal write is what the answer waits for: it starts here, not
 	// in a goroutine that may wait its turn for a processor while the
