@@ -205,10 +205,9 @@ func (s *FileStore) Create(ctx context.Context) (Writer, error) {
 	return s.newWriter(f), nil
 }
 
-// CreateDeferrable starts a blob that may be committed with
-// CommitDeferred: it is written through the page cache (never direct I/O),
-// without early writeback.
-func (s *FileStore) CreateDeferrable(ctx context.Context) (DeferrableWriter, error) {
+// createDeferrable starts a blob for PutDeferred: written through the
+// page cache (never direct I/O), without early writeback.
+func (s *FileStore) createDeferrable() (*fileWriter, error) {
 	defer s.refill()
 	var f *os.File
 	select {
@@ -221,16 +220,6 @@ func (s *FileStore) CreateDeferrable(ctx context.Context) (DeferrableWriter, err
 		}
 	}
 	return &fileWriter{s: s, f: f, lazy: true}, nil
-}
-
-// DeferrableWriter is a Writer that can also be committed without waiting
-// for the disk.
-type DeferrableWriter interface {
-	Writer
-	// CommitDeferred puts the blob under key like Commit, readable at
-	// once, but durable only once a later SyncDeferred has returned (see
-	// PutDeferred).
-	CommitDeferred(ctx context.Context, key string) error
 }
 
 func (s *FileStore) newWriter(f *os.File) *fileWriter {
@@ -487,7 +476,7 @@ type fileWriter struct {
 	// buffer, and written in whole blocks at off, bypassing the page cache.
 	direct  bool
 	refused bool // the filesystem refused a direct write (tests)
-	// lazy: made by CreateDeferrable; no early writeback.
+	// lazy: made by createDeferrable; no early writeback.
 	lazy  bool
 	stage []byte
 	off   int64
@@ -664,8 +653,9 @@ func (w *fileWriter) Commit(ctx context.Context, key string) error {
 	return err
 }
 
-// CommitDeferred implements DeferrableWriter.
-func (w *fileWriter) CommitDeferred(ctx context.Context, key string) error {
+// commitDeferred puts the blob under key like Commit, readable at once,
+// but durable only once a later SyncDeferred has returned.
+func (w *fileWriter) commitDeferred(key string) error {
 	dst, err := w.place(key)
 	if err != nil {
 		return err
@@ -712,7 +702,7 @@ func (r *fileReader) Size() int64 { return r.size }
 // it again (the intake journal holds a copy); a crash of the process
 // alone loses nothing, the page cache being the kernel's.
 func (s *FileStore) PutDeferred(ctx context.Context, key string, data []byte) error {
-	w, err := s.CreateDeferrable(ctx)
+	w, err := s.createDeferrable()
 	if err != nil {
 		return err
 	}
@@ -720,7 +710,7 @@ func (s *FileStore) PutDeferred(ctx context.Context, key string, data []byte) er
 		w.Abort()
 		return fmt.Errorf("blob: write: %w", err)
 	}
-	return w.CommitDeferred(ctx, key)
+	return w.commitDeferred(key)
 }
 
 // SyncDeferred makes every file PutDeferred stored before the call durable,

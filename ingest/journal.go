@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/imaginghub/imaginghub/blob"
 	"github.com/imaginghub/imaginghub/dicomfile"
 	"github.com/imaginghub/imaginghub/journal"
 )
@@ -40,7 +39,6 @@ import (
 // deferredBlobs is a blob store that can write a file without waiting for
 // the disk and make such files durable later (blob.FileStore).
 type deferredBlobs interface {
-	CreateDeferrable(ctx context.Context) (blob.DeferrableWriter, error)
 	PutDeferred(ctx context.Context, key string, data []byte) error
 	SyncDeferred(ctx context.Context) error
 }

@@ -210,12 +210,7 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	k := &sink{s: s, ctx: ctx}
 	if s.Journal != nil {
 		k.buf = journal.GetBuffer(s.journalLimit())
-		k.w, err = s.deferred.CreateDeferrable(ctx)
-	} else {
-		k.w, err = s.Blobs.Create(ctx)
-	}
-	if err != nil {
-		k.abort()
+	} else if k.w, err = s.Blobs.Create(ctx); err != nil {
 		return res, fmt.Errorf("%w: blob store: %v", ErrOutOfResources, err)
 	}
 	committed := false
@@ -249,8 +244,7 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	if perr != nil {
 		return res, fmt.Errorf("%w: %v", ErrUnreadable, perr)
 	}
-	// bufio.Writer.ReadFrom reads straight into its buffer.
-	if _, err := bw.ReadFrom(req.Data); err != nil {
+	if err := k.readFrom(bw, req.Data); err != nil {
 		if k.err != nil {
 			return res, fmt.Errorf("%w: write: %v", ErrOutOfResources, err)
 		}
@@ -266,7 +260,7 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	key := BlobKey(hdr.StudyInstanceUID, hdr.SeriesInstanceUID, hdr.SOPInstanceUID, time.Now())
 	committed = true // from here the commit cleans up after itself
 	if k.buf != nil {
-		return s.commitJournaled(ctx, req, hdr, key, k.buf, k.w.(blob.DeferrableWriter))
+		return s.commitJournaled(ctx, req, hdr, key, k.buf)
 	}
 	w := k.w
 	size := w.Written()
@@ -278,16 +272,16 @@ func (s *Storer) Store(ctx context.Context, req Request) (res Result, err error)
 	return s.index(ctx, req, hdr, key, size, false, func() error { return <-blobDone })
 }
 
-// commitJournaled files an instance received whole into buf and written
-// through the page cache by w: its record goes to the intake journal (a
-// direct write, and a device flush shared with the records written
-// meanwhile) while its file is renamed into place and its rows are
-// written, to commit without waiting for the disk once both are done; the
-// journal's next checkpoint makes file and rows durable.
-func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfile.Header, key string, buf *journal.Buffer, w blob.DeferrableWriter) (Result, error) {
+// commitJournaled files an instance received whole into buf: its record
+// goes to the intake journal (a direct write, and a device flush shared
+// with the records written meanwhile) while its file is written through
+// the page cache and put in place and its rows are written, to commit
+// without waiting for the disk once all are done; the journal's next
+// checkpoint makes file and rows durable.
+func (s *Storer) commitJournaled(ctx context.Context, req Request, hdr *dicomfile.Header, key string, buf *journal.Buffer) (Result, error) {
 	size := int64(buf.Len())
 	putDone := make(chan error, 1)
-	go func() { putDone <- w.CommitDeferred(ctx, key) }()
+	go func() { putDone <- s.deferred.PutDeferred(ctx, key, buf.Bytes()) }()
 	var seq uint64
 	var aerr error
 	appended := make(chan struct{})
@@ -508,12 +502,13 @@ func atoi(s string) int {
 	return n
 }
 
-// sink receives a file as it arrives: into the blob writer w, and while
-// it fits there into the intake journal's buffer (buf; nil without a
-// journal). A file that outgrows the journal moves to a writer of its own
-// kind (direct I/O where configured), to be fsynced on its own. It
-// remembers a write error of ours, to tell a failure of our disk from a
-// failure of the peer's stream while the data set is copied.
+// sink receives a file as it arrives: while it fits there, into the
+// intake journal's buffer (buf), from which both its journal record and
+// its file are written once it is whole; without a journal, or once it
+// outgrows the journal, into the blob writer w (direct I/O where
+// configured), to be fsynced on its own. It remembers a write error of
+// ours, to tell a failure of our disk from a failure of the peer's stream
+// while the data set is copied.
 type sink struct {
 	s   *Storer
 	ctx context.Context
@@ -523,23 +518,41 @@ type sink struct {
 }
 
 func (k *sink) Write(p []byte) (int, error) {
-	if k.buf != nil && !k.buf.Room(len(p)) {
+	if k.buf != nil {
+		if k.buf.Room(len(p)) {
+			return k.buf.Write(p)
+		}
 		if err := k.outgrow(); err != nil {
 			k.err = err
 			return 0, err
 		}
 	}
 	n, err := k.w.Write(p)
-	if err != nil {
-		if k.err == nil {
-			k.err = err
-		}
-		return n, err
+	if err != nil && k.err == nil {
+		k.err = err
 	}
+	return n, err
+}
+
+// readFrom copies the rest of the data set from r, after what bw holds.
+// Into the journal's buffer it reads directly; into a blob writer through
+// bw, whose ReadFrom reads straight into its own buffer.
+func (k *sink) readFrom(bw *bufio.Writer, r io.Reader) error {
 	if k.buf != nil {
-		k.buf.Write(p)
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		_, err := k.buf.ReadFrom(r)
+		if !errors.Is(err, journal.ErrTooLarge) {
+			return err
+		}
+		if err := k.outgrow(); err != nil {
+			k.err = err
+			return err
+		}
 	}
-	return n, nil
+	_, err := bw.ReadFrom(r)
+	return err
 }
 
 // outgrow moves the file to a blob writer of the store's own kind.
@@ -553,7 +566,6 @@ func (k *sink) outgrow() error {
 	if err != nil {
 		return err
 	}
-	k.w.Abort()
 	k.buf.Put()
 	k.buf, k.w = nil, w
 	return nil

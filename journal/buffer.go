@@ -2,6 +2,7 @@ package journal
 
 import (
 	"hash/crc32"
+	"io"
 	"sync"
 	"unsafe"
 )
@@ -62,6 +63,36 @@ func (b *Buffer) Write(p []byte) (int, error) {
 	b.b = append(b.b, p...)
 	b.crc = crc32.Update(b.crc, castagnoli, p)
 	return len(p), nil
+}
+
+// ReadFrom reads from r straight into b until r ends (io.EOF, not
+// returned) or b reaches its limit: then it returns ErrTooLarge with what
+// it read so far kept, and r positioned after it, so that the caller can
+// move b's content elsewhere and go on reading from r there. It reads
+// into b's own memory, with no buffer between.
+func (b *Buffer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if len(b.b) == b.limit {
+			return total, ErrTooLarge
+		}
+		if len(b.b) == cap(b.b) {
+			b.grow(min(max(2*cap(b.b), initialBuffer), b.limit))
+		}
+		spare := b.b[len(b.b):min(cap(b.b), b.limit)]
+		n, err := r.Read(spare)
+		if n > 0 {
+			b.crc = crc32.Update(b.crc, castagnoli, spare[:n])
+			b.b = b.b[:len(b.b)+n]
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // padded is b's content extended to the next Block (the padding is

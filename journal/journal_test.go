@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/imaginghub/imaginghub/journal"
@@ -1028,6 +1030,49 @@ func TestBuffer(t *testing.T) {
 			t.Errorf("GetBuffer after Put returned a buffer holding %d bytes", b.Len())
 		}
 		b.Put()
+	})
+	t.Run("ReadFrom", func(t *testing.T) {
+		j := newJournal(t, mib)
+		data := content(100<<10+17, 9)
+		// The whole stream fits: read to its end, in the reader's own
+		// odd-sized pieces, after a Write.
+		b := journal.GetBuffer(j.MaxRecord())
+		b.Write(data[:100])
+		n, err := b.ReadFrom(iotest.HalfReader(bytes.NewReader(data[100:])))
+		if n != int64(len(data)-100) || err != nil {
+			t.Fatalf("ReadFrom of %d bytes = %d, %v", len(data)-100, n, err)
+		}
+		if !bytes.Equal(b.Bytes(), data) {
+			t.Fatal("Bytes() differs from what was read")
+		}
+		seq, err := j.Append("read", b) // its checksum was kept as it read
+		b.Put()
+		if err != nil {
+			t.Fatal(err)
+		}
+		j = reopen(t, j, journal.Options{Size: mib})
+		checkPending(t, j, []rec{{seq, "read", data}})
+
+		// The stream is longer than the limit: ReadFrom stops there, and
+		// the reader holds the rest.
+		b = journal.GetBuffer(60 << 10)
+		defer b.Put()
+		r := bytes.NewReader(data)
+		n, err = b.ReadFrom(r)
+		if n != 60<<10 || !errors.Is(err, journal.ErrTooLarge) {
+			t.Fatalf("ReadFrom past the limit = %d, %v, want %d, ErrTooLarge", n, err, 60<<10)
+		}
+		rest, _ := io.ReadAll(r)
+		if !bytes.Equal(append(slices.Clone(b.Bytes()), rest...), data) {
+			t.Error("what the buffer holds and what the reader kept are not the stream")
+		}
+		// A reader's error is returned with what was read before it.
+		b2 := journal.GetBuffer(1 << 20)
+		defer b2.Put()
+		n, err = b2.ReadFrom(iotest.TimeoutReader(bytes.NewReader(data)))
+		if !errors.Is(err, iotest.ErrTimeout) || n == 0 || !bytes.Equal(b2.Bytes(), data[:n]) {
+			t.Errorf("ReadFrom of a failing reader = %d, %v; want the bytes before the error and ErrTimeout", n, err)
+		}
 	})
 	t.Run("grown buffer as a record", func(t *testing.T) {
 		j := newJournal(t, mib)
