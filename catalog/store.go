@@ -176,21 +176,30 @@ var (
  (patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
  VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`
 
-	// The DO UPDATE always writes last_received, so the statement takes
-	// the study's row lock even when the study exists; every later step
-	// of the transaction runs while holding it.
+	// The study and series upserts count the instance being stored
+	// (NumberOfStudyRelatedInstances, NumberOfSeriesRelatedInstances) and
+	// return the new count: 1 for a study or series that had none. The
+	// study's DO UPDATE always writes, so the statement takes the study's
+	// row lock even when the study exists; every later step of the
+	// transaction runs while holding it. A duplicate kept rolls the counts
+	// back with the rest; a duplicate replacing its instance takes them
+	// back (uncount).
 	upsertStudySQL = `INSERT INTO studies
  (study_instance_uid, patient_ref, study_date, study_time, accession_number, issuer_of_accession_number,
-  referring_physician_name, study_description, study_id, created_at, updated_at, last_received)
- VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
- ON CONFLICT (study_instance_uid) DO UPDATE SET last_received = excluded.last_received
+  referring_physician_name, study_description, study_id, created_at, updated_at, last_received,
+  number_of_study_related_instances)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+ ON CONFLICT (study_instance_uid) DO UPDATE SET last_received = excluded.last_received,
+  number_of_study_related_instances = studies.number_of_study_related_instances + 1, updated_at = excluded.updated_at
  RETURNING id, patient_ref, number_of_study_related_instances, ` + strings.Join(studyFill, ", ")
 
 	upsertSeriesSQL = `INSERT INTO series
  (series_instance_uid, study_ref, modality, series_number, series_description, body_part_examined,
-  laterality, series_date, series_time, station_name, institution_name, created_at, updated_at)
- VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
- ON CONFLICT (series_instance_uid) DO UPDATE SET updated_at = series.updated_at
+  laterality, series_date, series_time, station_name, institution_name, created_at, updated_at,
+  number_of_series_related_instances)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+ ON CONFLICT (series_instance_uid) DO UPDATE SET
+  number_of_series_related_instances = series.number_of_series_related_instances + 1, updated_at = excluded.updated_at
  RETURNING id, study_ref, number_of_series_related_instances, series_number, ` + strings.Join(seriesFill, ", ")
 )
 
@@ -292,7 +301,7 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 			return res, fmt.Errorf("drop unused patient: %w", err)
 		}
 	}
-	res.NewStudy = studyInstances == 0
+	res.NewStudy = studyInstances == 1
 
 	// Series.
 	var seriesRef, seriesStudyRef int64
@@ -317,7 +326,7 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 		se.BodyPartExamined, se.Laterality, se.SeriesDate, se.SeriesTime, se.StationName, se.InstitutionName}, number...); err != nil {
 		return res, err
 	}
-	res.NewSeries = seriesInstances == 0
+	res.NewSeries = seriesInstances == 1
 
 	// Instance. ON CONFLICT DO NOTHING: a concurrent first store of the
 	// same SOP Instance UID in another study must not fail with a
@@ -332,28 +341,18 @@ func (tx *Tx) storeInstance(ctx context.Context, rec *InstanceRecord, policy Dup
 		in.SOPInstanceUID, seriesRef, in.SOPClassUID, in.InstanceNumber, in.TransferSyntaxUID, in.NumberOfFrames,
 		in.Rows, in.Columns, in.BlobKey, in.SizeBytes, in.CallingAE, tx.Time(received)).Scan(&instanceRef)
 	if errors.Is(err, sql.ErrNoRows) {
-		return tx.duplicate(ctx, rec, policy, seriesRef, received)
+		return tx.duplicate(ctx, rec, policy, studyRef, seriesRef, received, nowArg)
 	}
 	if err != nil {
 		return res, fmt.Errorf("insert instance: %w", tx.c.d.wrap(err))
 	}
-
-	// Counts. The study row lock is held, so these read-modify-writes see
-	// every committed instance of the study and no concurrent one.
-	if _, err := tx.ExecContext(ctx, `UPDATE series SET number_of_series_related_instances = number_of_series_related_instances + 1,
- updated_at = ? WHERE id = ?`, nowArg, seriesRef); err != nil {
-		return res, fmt.Errorf("count series instances: %w", err)
-	}
 	if !res.NewSeries {
-		// The study's series and their modalities are as they were: only
-		// its instance count moves.
-		if _, err := tx.ExecContext(ctx, `UPDATE studies SET number_of_study_related_instances = number_of_study_related_instances + 1,
- updated_at = ? WHERE id = ?`, nowArg, studyRef); err != nil {
-			return res, fmt.Errorf("count study instances: %w", err)
-		}
+		// The study's series and their modalities are as they were.
 		return res, nil
 	}
-	if err := tx.refreshStudy(ctx, studyRef, 1, nowArg); err != nil {
+	// The study row lock is held, so the series rows read here are every
+	// committed one of the study and no concurrent one.
+	if err := tx.refreshStudy(ctx, studyRef, 0, nowArg); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -407,8 +406,11 @@ func splitMultiValue(s string) []string {
 	return strings.Split(s, `\`)
 }
 
-// duplicate handles a SOP Instance UID that is already stored.
-func (tx *Tx) duplicate(ctx context.Context, rec *InstanceRecord, policy DuplicatePolicy, seriesRef int64, received time.Time) (StoreResult, error) {
+// duplicate handles a SOP Instance UID that is already stored. The study
+// and series upserts before it counted the instance; a duplicate kept is
+// rolled back whole by the caller, one replacing its instance takes the
+// counts back here.
+func (tx *Tx) duplicate(ctx context.Context, rec *InstanceRecord, policy DuplicatePolicy, studyRef, seriesRef int64, received time.Time, nowArg any) (StoreResult, error) {
 	res := StoreResult{Duplicate: true}
 	var oldSeriesRef int64
 	err := tx.QueryRowContext(ctx, `SELECT series_ref, blob_key FROM instances WHERE sop_instance_uid = ?`+tx.c.d.forUpdate,
@@ -433,6 +435,14 @@ func (tx *Tx) duplicate(ctx context.Context, rec *InstanceRecord, policy Duplica
 		in.BlobKey, in.SizeBytes, in.CallingAE, tx.Time(received), in.SOPInstanceUID)
 	if err != nil {
 		return res, fmt.Errorf("replace instance: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE series SET number_of_series_related_instances = number_of_series_related_instances - 1,
+ updated_at = ? WHERE id = ?`, nowArg, seriesRef); err != nil {
+		return res, fmt.Errorf("uncount replaced instance: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE studies SET number_of_study_related_instances = number_of_study_related_instances - 1,
+ updated_at = ? WHERE id = ?`, nowArg, studyRef); err != nil {
+		return res, fmt.Errorf("uncount replaced instance: %w", err)
 	}
 	if res.ExistingBlobKey != in.BlobKey {
 		res.UnusedBlobKey = res.ExistingBlobKey

@@ -370,6 +370,9 @@ func testDuplicatePolicies(t *testing.T, newDB NewDB) {
 			}
 			after := mustStudy(t, c, uid(1))
 			wantCounts(t, after.Study, 1, 1, "CT")
+			if se, err := c.GetSeries(ctx, uid(1, 1)); err != nil || se.NumberOfSeriesRelatedInstances != 1 {
+				t.Errorf("NumberOfSeriesRelatedInstances = %d, %v; want 1", se.NumberOfSeriesRelatedInstances, err)
+			}
 			if after.Patient.PatientName != before.Patient.PatientName {
 				t.Errorf("PatientName = %q, want unchanged %q", after.Patient.PatientName, before.Patient.PatientName)
 			}
