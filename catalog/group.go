@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,14 @@ import (
 // group. A lone writer runs in a plain transaction, as before. A caller
 // whose context ends while it waits for its turn leaves the queue.
 //
+// The transactions run on the callers' own goroutines, one at a time: a
+// caller that finds no transaction running runs its own at once (the
+// leader); those arriving meanwhile queue, and when the leader's commit is
+// done the oldest of them leads the next group, of everything queued by
+// then. No goroutine of the catalog's own has to be woken, and wait for a
+// processor, before a transaction starts; each caller is woken once, when
+// its group has committed or when it is its turn to lead.
+//
 // Statements inside a group ignore their callers' cancellation: SQLite
 // answers an interrupted write by rolling back the whole transaction,
 // which would take the other callers' work with it. A caller whose context
@@ -35,9 +44,12 @@ type groupJob struct {
 	fn       func(tx *Tx) error
 	err      error
 	panicked any
-	done     chan struct{}
-	// state moves from queued to running (the loop takes the job) or to
-	// abandoned (its caller's context ended first), never both.
+	// wake is signalled once: when the job's group has committed (state
+	// running), or when its caller is to lead the next group (leading).
+	wake chan struct{}
+	// state moves from queued to running (a leader takes it into its
+	// group), to leading, or to abandoned (its caller's context ended
+	// first), never to two of them.
 	state atomic.Int32
 }
 
@@ -45,45 +57,51 @@ const (
 	jobQueued int32 = iota
 	jobRunning
 	jobAbandoned
+	jobLeading
 )
 
 type group struct {
-	mu   sync.RWMutex // held for reading while a job is queued; Close takes it to stop queueing
-	shut bool
-	jobs chan *groupJob
-	done chan struct{} // closed when the loop has run the last job
+	mu      sync.Mutex
+	shut    bool
+	leading bool        // a caller is running a group
+	queue   []*groupJob // waiting for the next group, oldest first; empty unless leading
+	idle    *sync.Cond  // broadcast when the last leader steps down (Close waits for it)
 
 	largest atomic.Int64 // the most jobs one transaction carried (tests)
-	relaxed bool         // the writer runs with synchronous=NORMAL; loop only
+	relaxed bool         // the writer runs with synchronous=NORMAL; leaders only
 }
 
 // inGroupTx runs fn in the next group transaction and waits for its commit.
 func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error) error {
 	g := &c.group
-	j := &groupJob{ctx: ctx, txOpts: o, fn: fn, done: make(chan struct{})}
-	g.mu.RLock()
-	if g.shut {
-		g.mu.RUnlock()
-		return ErrClosed
-	}
+	j := &groupJob{ctx: ctx, txOpts: o, fn: fn, wake: make(chan struct{}, 1)}
 	if err := ctx.Err(); err != nil {
-		g.mu.RUnlock()
 		return err
 	}
-	select {
-	case g.jobs <- j:
-		g.mu.RUnlock()
-	case <-ctx.Done():
-		g.mu.RUnlock()
-		return ctx.Err()
+	g.mu.Lock()
+	if g.shut {
+		g.mu.Unlock()
+		return ErrClosed
 	}
-	select {
-	case <-j.done:
-	case <-ctx.Done():
-		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
-			return ctx.Err() // the loop will skip it
+	if g.leading {
+		g.queue = append(g.queue, j)
+		g.mu.Unlock()
+		select {
+		case <-j.wake:
+		case <-ctx.Done():
+			if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+				return ctx.Err() // the leaders skip it
+			}
+			<-j.wake // taken into a group, or made the leader: that decides
 		}
-		<-j.done // it is running: its outcome decides
+		if j.state.Load() == jobLeading {
+			c.lead(j)
+		}
+	} else {
+		g.leading = true
+		j.state.Store(jobLeading)
+		g.mu.Unlock()
+		c.lead(j)
 	}
 	if j.panicked != nil {
 		panic(j.panicked)
@@ -91,50 +109,88 @@ func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error
 	return j.err
 }
 
-// startGroup starts the writer's loop; openSQLite calls it once.
-func (c *Catalog) startGroup() {
-	c.group.jobs = make(chan *groupJob, maxGroup)
-	c.group.done = make(chan struct{})
-	go c.groupLoop()
+// lead runs the group of j and of the jobs queued before the call (up to
+// maxGroup), then hands the lead to the oldest job still queued, or steps
+// down.
+func (c *Catalog) lead(j *groupJob) {
+	g := &c.group
+	g.mu.Lock()
+	batch := make([]*groupJob, 1, min(len(g.queue)+1, maxGroup))
+	batch[0] = j
+	n := 0
+	for _, q := range g.queue {
+		if len(batch) == maxGroup {
+			break
+		}
+		n++
+		if q.state.CompareAndSwap(jobQueued, jobRunning) {
+			batch = append(batch, q)
+		}
+	}
+	g.queue = g.queue[n:]
+	g.mu.Unlock()
+	j.state.Store(jobRunning)
+	ran := false
+	defer func() {
+		if !ran {
+			// runGroup itself panicked (not a job's function: runJob
+			// hands those to their callers); nothing of it committed.
+			for _, q := range batch {
+				q.err = errGroupFailed
+			}
+		}
+		for _, q := range batch[1:] {
+			q.wake <- struct{}{}
+		}
+		c.handOver()
+	}()
+	c.runGroup(batch)
+	ran = true
 }
 
-// stopGroup lets the queued jobs finish and stops the loop; for Close.
+var errGroupFailed = errors.New("catalog: group commit failed")
+
+// handOver makes the oldest job still queued the next leader, or ends the
+// lead when there is none.
+func (c *Catalog) handOver() {
+	g := &c.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for len(g.queue) > 0 {
+		q := g.queue[0]
+		g.queue = g.queue[1:]
+		if q.state.CompareAndSwap(jobQueued, jobLeading) {
+			q.wake <- struct{}{}
+			return
+		}
+	}
+	g.queue = nil
+	g.leading = false
+	g.idle.Broadcast()
+}
+
+// startGroup readies the group commit; openSQLite calls it once.
+func (c *Catalog) startGroup() {
+	c.group.idle = sync.NewCond(&c.group.mu)
+}
+
+// stopGroup lets the running and queued jobs finish and refuses new ones;
+// for Close.
 func (c *Catalog) stopGroup() {
 	g := &c.group
 	g.mu.Lock()
-	started := g.jobs != nil && !g.shut
+	defer g.mu.Unlock()
 	g.shut = true
-	g.mu.Unlock()
-	if started {
-		close(g.jobs)
-		<-g.done
+	for g.leading {
+		g.idle.Wait()
 	}
 }
 
-func (c *Catalog) groupLoop() {
-	g := &c.group
-	defer close(g.done)
-	batch := make([]*groupJob, 0, maxGroup)
-	for j := range g.jobs {
-		batch = append(batch[:0], j)
-	fill:
-		for len(batch) < maxGroup {
-			select {
-			case j, ok := <-g.jobs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, j)
-			default:
-				break fill
-			}
-		}
-		c.runGroup(batch)
-		for _, j := range batch {
-			close(j.done)
-		}
-		clear(batch)
-	}
+// queued is how many jobs wait for a group (tests).
+func (c *Catalog) queued() int {
+	c.group.mu.Lock()
+	defer c.group.mu.Unlock()
+	return len(c.group.queue)
 }
 
 // runGroup runs the jobs in one transaction and sets each one's err.
@@ -142,9 +198,6 @@ func (c *Catalog) runGroup(batch []*groupJob) {
 	ctx := context.Background()
 	live := batch[:0:0]
 	for _, j := range batch {
-		if !j.state.CompareAndSwap(jobQueued, jobRunning) {
-			continue // abandoned by its caller
-		}
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
 			continue

@@ -56,7 +56,7 @@ func TestGroupCommitAbandoned(t *testing.T) {
 	go func() {
 		queued <- c.InTx(qctx, func(tx *Tx) error { ran = true; return nil })
 	}()
-	for len(c.group.jobs) == 0 {
+	for c.queued() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
@@ -66,7 +66,7 @@ func TestGroupCommitAbandoned(t *testing.T) {
 	if err := release(); err != nil {
 		t.Fatal(err)
 	}
-	// The loop has skipped the abandoned job by the time a later one commits.
+	// The leaders have skipped the abandoned job by the time a later one commits.
 	if err := c.InTx(ctx, func(tx *Tx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func holdWriter(c *Catalog) (release func() error) {
 // waitQueued waits (up to 5 s) until n writers queue for c's writer.
 func waitQueued(c *Catalog, n int) {
 	deadline := time.Now().Add(5 * time.Second)
-	for len(c.group.jobs) < n && time.Now().Before(deadline) {
+	for c.queued() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 }
