@@ -127,6 +127,7 @@ func (c *Catalog) lead(j *groupJob) {
 			batch = append(batch, q)
 		}
 	}
+	clear(g.queue[:n]) // the array may live on under later appends
 	g.queue = g.queue[n:]
 	g.mu.Unlock()
 	j.state.Store(jobRunning)
@@ -158,6 +159,7 @@ func (c *Catalog) handOver() {
 	defer g.mu.Unlock()
 	for len(g.queue) > 0 {
 		q := g.queue[0]
+		g.queue[0] = nil
 		g.queue = g.queue[1:]
 		if q.state.CompareAndSwap(jobQueued, jobLeading) {
 			q.wake <- struct{}{}
