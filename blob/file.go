@@ -191,23 +191,16 @@ func (s *FileStore) path(key string) (string, error) {
 
 // Create implements Store.
 func (s *FileStore) Create(ctx context.Context) (Writer, error) {
-	defer s.refill()
-	select {
-	case f := <-s.spare:
-		s.unpool(f)
-		return s.newWriter(f), nil
-	default:
-	}
-	f, err := createTemp(s.tmp, "w-")
+	w, err := s.create(s.direct)
 	if err != nil {
-		return nil, fmt.Errorf("blob: create: %w", err)
+		return nil, err
 	}
-	return s.newWriter(f), nil
+	return w, nil
 }
 
-// createDeferrable starts a blob for PutDeferred: written through the
-// page cache (never direct I/O), without early writeback.
-func (s *FileStore) createDeferrable() (*fileWriter, error) {
+// create starts a blob in a spare temporary file (or a new one), written
+// with direct I/O if direct and the filesystem allows it.
+func (s *FileStore) create(direct bool) (*fileWriter, error) {
 	defer s.refill()
 	var f *os.File
 	select {
@@ -219,12 +212,12 @@ func (s *FileStore) createDeferrable() (*fileWriter, error) {
 			return nil, fmt.Errorf("blob: create: %w", err)
 		}
 	}
-	return &fileWriter{s: s, f: f, lazy: true}, nil
+	return s.newWriter(f, direct), nil
 }
 
-func (s *FileStore) newWriter(f *os.File) *fileWriter {
+func (s *FileStore) newWriter(f *os.File, direct bool) *fileWriter {
 	w := &fileWriter{s: s, f: f}
-	if s.direct && !s.noDirect.Load() {
+	if direct && !s.noDirect.Load() {
 		if err := setDirect(f, true); err == nil {
 			w.direct = true
 			w.stage = *stages.Get().(*[]byte)
@@ -476,10 +469,8 @@ type fileWriter struct {
 	// buffer, and written in whole blocks at off, bypassing the page cache.
 	direct  bool
 	refused bool // the filesystem refused a direct write (tests)
-	// lazy: made by createDeferrable; no early writeback.
-	lazy  bool
-	stage []byte
-	off   int64
+	stage   []byte
+	off     int64
 }
 
 // writebackChunk is how much written data starts its way to the device
@@ -506,7 +497,7 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
-	if !w.lazy && w.n-w.queued >= writebackChunk {
+	if w.n-w.queued >= writebackChunk {
 		startWriteback(w.f, w.queued, w.n-w.queued)
 		w.queued = w.n
 	}
@@ -702,7 +693,12 @@ func (r *fileReader) Size() int64 { return r.size }
 // it again (the intake journal holds a copy); a crash of the process
 // alone loses nothing, the page cache being the kernel's.
 func (s *FileStore) PutDeferred(ctx context.Context, key string, data []byte) error {
-	w, err := s.createDeferrable()
+	// Written through the page cache in one write, which also starts a
+	// file of writebackChunk or more on its way to the device (see
+	// fileWriter.Write): the checkpoint's syncfs then finds most of it
+	// written, rather than every file of the last second at once, queued
+	// in front of the journal's next writes.
+	w, err := s.create(false)
 	if err != nil {
 		return err
 	}
