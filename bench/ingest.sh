@@ -152,14 +152,16 @@ command -v Orthanc >/dev/null && have_orthanc=true || echo "Orthanc: not install
 declare -a T_hub T_scp T_sync T_orth T_hub4 T_scp4
 for ((r=1; r<=ROUNDS; r++)); do
   echo "-- round $r of $ROUNDS"
+  # The runs whose ratios are printed follow each other closely: the
+  # machine's speed drifts over minutes, and Orthanc's run is the longest.
   T_hub+=("$(hub1 "$r")");  echo "hub        1 assoc: $(rate "$N" "${T_hub[-1]}" "$bytes")"
   T_scp+=("$(scp1 "$r")");  echo "storescp   1 assoc: $(rate "$N" "${T_scp[-1]}" "$bytes")"
+  T_hub4+=("$(hub4 "$r")"); echo "hub        4 assoc: $(rate "$N" "${T_hub4[-1]}" "$bytes")"
+  T_scp4+=("$(scp4 "$r")"); echo "storescp   4 assoc: $(rate "$N" "${T_scp4[-1]}" "$bytes")"
   T_sync+=("$(scp1 "$r" durable)"); echo "storescp+fsync    : $(rate "$N" "${T_sync[-1]}" "$bytes")"
   if $have_orthanc; then
     T_orth+=("$(orthanc1 "$r")"); echo "Orthanc    1 assoc: $(rate "$N" "${T_orth[-1]}" "$bytes")"
   fi
-  T_hub4+=("$(hub4 "$r")"); echo "hub        4 assoc: $(rate "$N" "${T_hub4[-1]}" "$bytes")"
-  T_scp4+=("$(scp4 "$r")"); echo "storescp   4 assoc: $(rate "$N" "${T_scp4[-1]}" "$bytes")"
 done
 
 echo "== medians of $ROUNDS rounds; ratios of the medians (higher is better for the hub)"
