@@ -68,8 +68,9 @@ func (b *Buffer) Write(p []byte) (int, error) {
 // ReadFrom reads from r straight into b until r ends (io.EOF, not
 // returned) or b reaches its limit: then it returns ErrTooLarge with what
 // it read so far kept, and r positioned after it, so that the caller can
-// move b's content elsewhere and go on reading from r there. It reads
-// into b's own memory, with no buffer between.
+// move b's content elsewhere and go on reading from r there (a stream
+// that ends exactly at the limit is reported so too: b cannot tell without
+// reading past it). It reads into b's own memory, with no buffer between.
 func (b *Buffer) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
