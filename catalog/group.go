@@ -99,7 +99,6 @@ func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error
 		}
 	} else {
 		g.leading = true
-		j.state.Store(jobLeading)
 		g.mu.Unlock()
 		c.lead(j)
 	}
@@ -109,9 +108,9 @@ func (c *Catalog) inGroupTx(ctx context.Context, o txOpts, fn func(tx *Tx) error
 	return j.err
 }
 
-// lead runs the group of j and of the jobs queued before the call (up to
-// maxGroup), then hands the lead to the oldest job still queued, or steps
-// down.
+// lead runs the group of j (a job no one else holds: new, or handed the
+// lead) and of the jobs queued before the call (up to maxGroup), then
+// hands the lead to the oldest job still queued, or steps down.
 func (c *Catalog) lead(j *groupJob) {
 	g := &c.group
 	g.mu.Lock()
