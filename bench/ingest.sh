@@ -20,6 +20,16 @@
 # writes is fsynced, and then its directory, before storescp answers — the
 # same storescp, made durable. The ratios print against both.
 #
+# Each round also measures what one instance costs to write on this
+# filesystem (bench/durable): durably (a direct write into a preallocated
+# file and a device flush: what a receiver that answers only once the
+# instance is durable waits for, per instance, on one association) and
+# through the page cache (a new file, as storescp writes it). "ceiling if
+# durable first" is storescp's time per instance with its page-cache write
+# replaced by the durable one: the hub/storescp ratio of a receiver that
+# does nothing but storescp's work and that write, once the instance has
+# arrived.
+#
 # The hub runs as "imaginghub ingest" (the DICOM listener, catalog, outbox
 # relay: what a scale-out DICOM node runs); HUB_COMMAND=serve measures it
 # with every other component consuming the events beside it.
@@ -51,6 +61,7 @@ gcc -shared -fPIC -O2 -o "$work/nodelay.so" bench/nodelay.c -ldl
 gcc -shared -fPIC -O2 -o "$work/syncclose.so" bench/syncclose.c -ldl
 export LD_PRELOAD_SHIM="$work/nodelay.so"
 go build -o "$work/imaginghub" ./cmd/imaginghub
+go build -o "$work/durable" ./bench/durable
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open"; exit 1; }
@@ -149,13 +160,16 @@ hub4() { # round: 4 storescu processes, N/4 files each
 
 have_orthanc=false
 command -v Orthanc >/dev/null && have_orthanc=true || echo "Orthanc: not installed (apt-get install orthanc) — skipped"
-declare -a T_hub T_scp T_sync T_orth T_hub4 T_scp4
+declare -a T_hub T_scp T_sync T_orth T_hub4 T_scp4 D_ms C_ms
 for ((r=1; r<=ROUNDS; r++)); do
   echo "-- round $r of $ROUNDS"
   # The runs whose ratios are printed follow each other closely: the
   # machine's speed drifts over minutes, and Orthanc's run is the longest.
   T_hub+=("$(hub1 "$r")");  echo "hub        1 assoc: $(rate "$N" "${T_hub[-1]}" "$bytes")"
   T_scp+=("$(scp1 "$r")");  echo "storescp   1 assoc: $(rate "$N" "${T_scp[-1]}" "$bytes")"
+  mkdir -p "$work/durable.$r"; settle; dw=$("$work/durable" -size $((bytes / N)) "$work/durable.$r")
+  D_ms+=("$(sed -E 's/.*durable_ms=([0-9.]+).*/\1/' <<<"$dw")"); C_ms+=("$(sed -E 's/.*cached_ms=([0-9.]+).*/\1/' <<<"$dw")")
+  echo "one instance written: ${D_ms[-1]} ms durable, ${C_ms[-1]} ms through the page cache"
   T_hub4+=("$(hub4 "$r")"); echo "hub        4 assoc: $(rate "$N" "${T_hub4[-1]}" "$bytes")"
   T_scp4+=("$(scp4 "$r")"); echo "storescp   4 assoc: $(rate "$N" "${T_scp4[-1]}" "$bytes")"
   T_sync+=("$(scp1 "$r" durable)"); echo "storescp+fsync    : $(rate "$N" "${T_sync[-1]}" "$bytes")"
@@ -165,10 +179,10 @@ for ((r=1; r<=ROUNDS; r++)); do
 done
 
 echo "== medians of $ROUNDS rounds; ratios of the medians (higher is better for the hub)"
-python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" "${T_scp4[*]}" <<'PY'
+python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" "${T_scp4[*]}" "${D_ms[*]}" "${C_ms[*]}" <<'PY'
 import statistics, sys
 n = float(sys.argv[1])
-hub, scp, sync, orth, hub4, scp4 = ([float(x) for x in a.split()] for a in sys.argv[2:8])
+hub, scp, sync, orth, hub4, scp4, dms, cms = ([float(x) for x in a.split()] for a in sys.argv[2:10])
 med = lambda ts: n / statistics.median(ts)
 for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("storescp+fsync", sync), ("Orthanc", orth), ("hub 4 assoc", hub4), ("storescp 4 assoc", scp4)):
     if ts:
@@ -177,6 +191,9 @@ print(f"hub / storescp throughput:     {med(hub)/med(scp):5.2f}  (target >= 0.70
 print(f"  round by round:              {', '.join(f'{s/h:.2f}' for h, s in zip(hub, scp))}")
 print(f"  storescp+fsync / storescp:   {med(sync)/med(scp):5.2f}  (what durability alone costs here)")
 print(f"  hub / storescp+fsync:        {med(hub)/med(sync):5.2f}")
+t, d, c = 1000 / med(scp), statistics.median(dms), statistics.median(cms)
+print(f"  one instance written here:   {d:.2f} ms durable, {c:.2f} ms through the page cache; storescp {t:.2f} ms per instance")
+print(f"  ceiling if durable first:    {t/(t-c+d):5.2f}  (storescp with its page-cache write made durable)")
 if orth:
     print(f"hub / Orthanc throughput:      {med(hub)/med(orth):5.2f}  (target >= 2.00)")
 print(f"hub 4 assoc / 1 assoc:         {med(hub4)/med(hub):5.2f}  (target >= 1.60)")
