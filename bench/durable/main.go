@@ -20,6 +20,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -70,7 +71,7 @@ func measure(dir string, size, n int) (durable, cached time.Duration, err error)
 		return 0, 0, err
 	}
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
-	if err == unix.EINVAL {
+	if errors.Is(err, unix.EINVAL) {
 		// The filesystem refuses direct I/O: through the page cache, as
 		// the hub's journal then writes.
 		fd, err = unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
