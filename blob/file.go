@@ -478,18 +478,10 @@ type fileWriter struct {
 const writebackChunk = 256 << 10
 
 // directBlock is the alignment of direct writes (offset, length, memory).
-const directBlock = 4096
+const directBlock = durable.Align
 
 // stages holds *[]byte: direct writers' aligned buffers, empty.
-var stages = sync.Pool{New: func() any { b := alignedBuffer(writebackChunk); return &b }}
-
-// alignedBuffer returns an empty slice of capacity n starting at a
-// directBlock boundary.
-func alignedBuffer(n int) []byte {
-	b := make([]byte, n+directBlock)
-	off := (directBlock - int(uintptr(unsafe.Pointer(&b[0]))%directBlock)) % directBlock
-	return b[off : off : off+n]
-}
+var stages = sync.Pool{New: func() any { b := durable.AlignedBuffer(writebackChunk); return &b }}
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.direct {
@@ -572,7 +564,7 @@ func (w *fileWriter) toBuffered(more bool) error {
 	return nil
 }
 
-// release returns the stage to the pool, if it is one alignedBuffer made
+// release returns the stage to the pool, if it is one the pool made
 // (a refused direct write may have come from a stage that was not).
 func (w *fileWriter) release() {
 	if w.stage != nil && cap(w.stage) == writebackChunk && uintptr(unsafe.Pointer(unsafe.SliceData(w.stage)))%directBlock == 0 {

@@ -4,7 +4,8 @@ import (
 	"hash/crc32"
 	"io"
 	"sync"
-	"unsafe"
+
+	"github.com/imaginghub/imaginghub/internal/durable"
 )
 
 // Buffer collects a record's data in memory laid out for the journal's
@@ -103,21 +104,13 @@ func (b *Buffer) padded() []byte {
 	return b.b[:n]
 }
 
-// alignedBuffer returns an empty slice of capacity n (a multiple of
-// Block) starting at a Block boundary.
-func alignedBuffer(n int) []byte {
-	raw := make([]byte, n+Block)
-	off := (Block - int(uintptr(unsafe.Pointer(&raw[0]))%Block)) % Block
-	return raw[off : off : off+n]
-}
-
 // grow makes b's capacity at least c, rounded up to Block.
 func (b *Buffer) grow(c int) {
 	c = (c + Block - 1) / Block * Block
 	if c <= cap(b.b) {
 		return
 	}
-	nb := alignedBuffer(c)[:len(b.b)]
+	nb := durable.AlignedBuffer(c)[:len(b.b)]
 	copy(nb, b.b)
 	b.b = nb
 }

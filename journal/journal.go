@@ -32,10 +32,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imaginghub/imaginghub/internal/durable"
 )
 
-// Block is the alignment of everything in the file, and of buffers.
+// Block is the alignment of everything in the file, and of buffers
+// (durable.AlignedBuffer aligns them to durable.Align, which Block is a
+// multiple of).
 const Block = 4096
+
+var _ = [1]struct{}{}[Block%durable.Align] // Block must be a multiple of durable.Align
 
 const (
 	slotSize    = Block
@@ -264,7 +270,7 @@ func decodeSlot(b []byte) (slot, bool) {
 // slot after the last one written. Called with mu held or before use.
 func (j *Journal) writeSlot() error {
 	j.gen++
-	b := alignedBuffer(slotSize)[:slotSize]
+	b := durable.AlignedBuffer(slotSize)[:slotSize]
 	slot{gen: j.gen, size: uint64(j.size), tail: uint64(j.tail), tailSeq: j.tailSeq}.encode(b)
 	err := j.writeAt([][]byte{b}, int64(j.gen%2)*slotSize)
 	if err == nil {
@@ -417,7 +423,7 @@ func (j *Journal) Append(key string, b *Buffer) (uint64, error) {
 		j.Pressure()
 	}
 
-	hdr := alignedBuffer(Block)[:Block]
+	hdr := durable.AlignedBuffer(Block)[:Block]
 	encodeHeader(hdr, seq, key, int64(len(b.b)), b.crc)
 	bufs := [][]byte{hdr}
 	if n := need - Block; n > 0 {
