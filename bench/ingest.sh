@@ -20,16 +20,14 @@
 # writes is fsynced, and then its directory, before storescp answers — the
 # same storescp, made durable. The ratios print against both.
 #
-# Each round also measures what one instance costs to write on this
-# filesystem (bench/durable): durably (a direct write into a preallocated
-# file and a device flush: what a receiver that answers only once the
-# instance is durable waits for, per instance, on one association) and
-# through the page cache (a new file, as storescp writes it; on a virtual
-# machine this varies with how much of the guest's free memory the host
-# has taken back). "storescp + a durable write" is storescp's time per
-# instance plus that durable write, as a ratio of storescp's throughput:
-# what a receiver doing storescp's work and then making the instance
-# durable would reach; the hub only gets above it by overlapping the two.
+# Each round also measures what making one instance durable costs on this
+# filesystem (bench/durable: a direct write into a preallocated file and a
+# device flush: what a receiver that answers only once the instance is
+# durable waits for, per instance, on one association). "storescp + a
+# durable write" is storescp's time per instance plus that write, as a
+# ratio of storescp's throughput: what a receiver doing storescp's work and
+# then making the instance durable would reach; the hub only gets above it
+# by overlapping the two.
 #
 # The hub runs as "imaginghub ingest" (the DICOM listener, catalog, outbox
 # relay: what a scale-out DICOM node runs); HUB_COMMAND=serve measures it
@@ -161,7 +159,7 @@ hub4() { # round: 4 storescu processes, N/4 files each
 
 have_orthanc=false
 command -v Orthanc >/dev/null && have_orthanc=true || echo "Orthanc: not installed (apt-get install orthanc) — skipped"
-declare -a T_hub T_scp T_sync T_orth T_hub4 T_scp4 D_ms C_ms
+declare -a T_hub T_scp T_sync T_orth T_hub4 T_scp4 D_ms
 for ((r=1; r<=ROUNDS; r++)); do
   echo "-- round $r of $ROUNDS"
   # The runs whose ratios are printed follow each other closely: the
@@ -169,8 +167,7 @@ for ((r=1; r<=ROUNDS; r++)); do
   T_hub+=("$(hub1 "$r")");  echo "hub        1 assoc: $(rate "$N" "${T_hub[-1]}" "$bytes")"
   T_scp+=("$(scp1 "$r")");  echo "storescp   1 assoc: $(rate "$N" "${T_scp[-1]}" "$bytes")"
   mkdir -p "$work/durable.$r"; settle; dw=$("$work/durable" -size $((bytes / N)) "$work/durable.$r")
-  D_ms+=("$(sed -E 's/.*durable_ms=([0-9.]+).*/\1/' <<<"$dw")"); C_ms+=("$(sed -E 's/.*cached_ms=([0-9.]+).*/\1/' <<<"$dw")")
-  echo "one instance written: ${D_ms[-1]} ms durable, ${C_ms[-1]} ms through the page cache"
+  D_ms+=("${dw#durable_ms=}"); echo "one instance made durable: ${D_ms[-1]} ms"
   T_hub4+=("$(hub4 "$r")"); echo "hub        4 assoc: $(rate "$N" "${T_hub4[-1]}" "$bytes")"
   T_scp4+=("$(scp4 "$r")"); echo "storescp   4 assoc: $(rate "$N" "${T_scp4[-1]}" "$bytes")"
   T_sync+=("$(scp1 "$r" durable)"); echo "storescp+fsync    : $(rate "$N" "${T_sync[-1]}" "$bytes")"
@@ -180,10 +177,10 @@ for ((r=1; r<=ROUNDS; r++)); do
 done
 
 echo "== medians of $ROUNDS rounds; ratios of the medians (higher is better for the hub)"
-python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" "${T_scp4[*]}" "${D_ms[*]}" "${C_ms[*]}" <<'PY'
+python3 - "$N" "${T_hub[*]}" "${T_scp[*]}" "${T_sync[*]}" "${T_orth[*]:-}" "${T_hub4[*]}" "${T_scp4[*]}" "${D_ms[*]}" <<'PY'
 import statistics, sys
 n = float(sys.argv[1])
-hub, scp, sync, orth, hub4, scp4, dms, cms = ([float(x) for x in a.split()] for a in sys.argv[2:10])
+hub, scp, sync, orth, hub4, scp4, dms = ([float(x) for x in a.split()] for a in sys.argv[2:9])
 med = lambda ts: n / statistics.median(ts)
 for name, ts in (("hub 1 assoc", hub), ("storescp", scp), ("storescp+fsync", sync), ("Orthanc", orth), ("hub 4 assoc", hub4), ("storescp 4 assoc", scp4)):
     if ts:
@@ -192,8 +189,8 @@ print(f"hub / storescp throughput:     {med(hub)/med(scp):5.2f}  (target >= 0.70
 print(f"  round by round:              {', '.join(f'{s/h:.2f}' for h, s in zip(hub, scp))}")
 print(f"  storescp+fsync / storescp:   {med(sync)/med(scp):5.2f}  (what durability alone costs here)")
 print(f"  hub / storescp+fsync:        {med(hub)/med(sync):5.2f}")
-t, d, c = 1000 / med(scp), statistics.median(dms), statistics.median(cms)
-print(f"  one instance written here:   {d:.2f} ms durable, {c:.2f} ms through the page cache; storescp {t:.2f} ms per instance")
+t, d = 1000 / med(scp), statistics.median(dms)
+print(f"  one instance made durable:   {d:.2f} ms; storescp {t:.2f} ms per instance")
 print(f"  storescp + a durable write:  {t/(t+d):5.2f}  (of storescp: its work and one durable write per instance, one after the other)")
 if orth:
     print(f"hub / Orthanc throughput:      {med(hub)/med(orth):5.2f}  (target >= 2.00)")
